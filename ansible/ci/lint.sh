@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# Lint stage of ansible/: yamllint and ansible-lint (production profile) over roles, playbooks,
+# group_vars and inventories, plus shellcheck of the role's shell helpers.
+#   ./scripts/test.sh --component ansible --stage lint
+set -euo pipefail
+# shellcheck source=SCRIPTDIR/../../scripts/lib/common.sh
+source "$REPO_ROOT/scripts/lib/common.sh"
+
+case "${1:-}" in
+  -h|--help) sed -n '2,3p' "$0"; exit 0 ;;
+esac
+
+ensure_apt shellcheck
+require_cmd ansible-lint "the tool venv provides it (scripts/requirements.txt)"
+require_cmd yamllint "the tool venv provides it (scripts/requirements.txt)"
+
+cd "$REPO_ROOT/ansible"
+log "yamllint ansible/"
+yamllint --strict -c .yamllint . || die "yamllint found problems in ansible/ (above)"
+log "yamllint molecule/ scenarios of the roles"
+yamllint --strict -c .yamllint "$REPO_ROOT"/molecule/{firewall,nginx_stream,keepalived,gateway,monitoring,ha-pair} \
+  "$REPO_ROOT"/molecule/inventory \
+  || die "yamllint found problems in molecule/ (above)"
+
+log "shellcheck of the roles' and hooks' shell scripts"
+shellcheck -x roles/keepalived/files/keepalived-config-test ci/*.sh "$REPO_ROOT"/molecule/ci/*.sh \
+  || die "shellcheck found problems (above)"
+
+log "ruff and mypy of the node tests (ansible/tests/infra)"
+ruff check --config tests/ruff.toml tests/infra || die "ruff found problems in ansible/tests/infra"
+ruff format --check --config tests/ruff.toml tests/infra || die "ansible/tests/infra needs ruff format"
+(cd tests/infra && mypy --strict --ignore-missing-imports --python-version 3.11 .) \
+  || die "mypy found problems in ansible/tests/infra"
+
+log "ansible-lint (profile production)"
+export ANSIBLE_CONFIG="$REPO_ROOT/ansible/ansible.cfg" ANSIBLE_ROLES_PATH="$REPO_ROOT/ansible/roles"
+ansible-lint --profile production --strict --offline -q || die "ansible-lint found problems (above)"
+ok "ansible lint clean"

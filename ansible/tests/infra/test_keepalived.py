@@ -1,0 +1,116 @@
+"""keepalived role: VRRPv3 pair, VIP on exactly one node, script security, notify metrics."""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+import testinfra.host
+
+from conftest import wait_for
+
+pytestmark = pytest.mark.keepalived
+
+STATE_FILE_GLOB = "/var/lib/prometheus/node-exporter/*.prom"
+
+
+def has_vip(host: testinfra.host.Host, vip: str) -> bool:
+    return f" {vip}/" in host.check_output("ip -4 -o addr show")
+
+
+def vip_holders(gateways: list[str], other_host: Callable[[str], testinfra.host.Host], vip: str) -> list[str]:
+    return [g for g in gateways if has_vip(other_host(g), vip)]
+
+
+def test_keepalived_running_with_valid_config(host: testinfra.host.Host) -> None:
+    service = host.service("keepalived")
+    assert service.is_enabled and service.is_running
+    conf = host.file("/etc/keepalived/keepalived.conf")
+    assert conf.user == "root" and conf.mode == 0o640
+    assert host.run("keepalived-config-test /etc/keepalived/keepalived.conf").rc == 0
+
+
+def test_scripts_run_as_unprivileged_user(host: testinfra.host.Host) -> None:
+    user = host.user("keepalived_script")
+    assert user.shell == "/usr/sbin/nologin"
+    conf = host.file("/etc/keepalived/keepalived.conf").content_string
+    assert "enable_script_security" in conf
+    assert "script_user keepalived_script" in conf
+
+
+def test_notify_script_is_root_owned_and_not_writable_by_others(host: testinfra.host.Host) -> None:
+    script = host.file("/usr/local/lib/nanogridata/keepalived/notify.py")
+    assert script.user == "root" and script.group == "root"
+    assert script.mode == 0o755
+    package_dir = host.file("/usr/local/lib/nanogridata/keepalived/ngd_vip")
+    assert package_dir.user == "root" and package_dir.mode == 0o755
+
+
+def test_unicast_vrrp_v3_between_private_addresses(
+    host: testinfra.host.Host, hostvars: dict[str, Any]
+) -> None:
+    conf = host.file("/etc/keepalived/keepalived.conf").content_string
+    assert "vrrp_version 3" in conf
+    assert f"unicast_src_ip {hostvars['ngd_private_ip']}" in conf
+    assert re.search(r"advert_int 0\.[23]", conf)
+
+
+def test_vip_on_exactly_one_gateway(
+    name: str,
+    groups: dict[str, list[str]],
+    hostvars: dict[str, Any],
+    other_host: Callable[[str], testinfra.host.Host],
+) -> None:
+    gateways = groups["gateways"]
+    if name != gateways[0]:
+        pytest.skip("pair-wide check, run once")
+    vip = hostvars["ngd_vip"]
+    # Both nodes start BACKUP: give the election (startup delay + 3 adverts) time.
+    wait_for(lambda: len(vip_holders(gateways, other_host, vip)) == 1, "exactly one VIP holder")
+    time.sleep(1.0)  # and it stays that way (no flapping)
+    assert len(vip_holders(gateways, other_host, vip)) == 1
+
+
+def test_state_metric_matches_vip(host: testinfra.host.Host, hostvars: dict[str, Any]) -> None:
+    """The notify script's textfile metric says MASTER (2) exactly where the VIP is."""
+    vip = hostvars["ngd_vip"]
+    expected = 2 if has_vip(host, vip) else 1
+
+    def state() -> int | None:
+        out = host.run(f"cat {STATE_FILE_GLOB}").stdout
+        match = re.search(r"^keepalived_vrrp_state\{[^}]*\} (\d+)", out, re.M)
+        return int(match.group(1)) if match else None
+
+    wait_for(lambda: state() == expected, f"keepalived_vrrp_state {expected}")
+
+
+@pytest.mark.disruptive
+def test_nginx_loss_moves_vip_and_recovery_does_not_move_it_back(
+    name: str,
+    groups: dict[str, list[str]],
+    hostvars: dict[str, Any],
+    other_host: Callable[[str], testinfra.host.Host],
+) -> None:
+    gateways = groups["gateways"]
+    if name != gateways[0]:
+        pytest.skip("pair-wide check, run once")
+    vip = hostvars["ngd_vip"]
+    wait_for(lambda: len(vip_holders(gateways, other_host, vip)) == 1, "exactly one VIP holder")
+    master = vip_holders(gateways, other_host, vip)[0]
+    backup = next(g for g in gateways if g != master)
+    master_host = other_host(master)
+    master_host.check_output("systemctl stop nginx")
+    try:
+        start = time.monotonic()
+        wait_for(lambda: vip_holders(gateways, other_host, vip) == [backup], "VIP on the backup", timeout=8)
+        moved_after = time.monotonic() - start
+        # chk_nginx: interval 1 s x fall 2, then VRRP: about 3 s at most.
+        assert moved_after < 4.0, f"VIP moved after {moved_after:.2f}s"
+    finally:
+        master_host.check_output("systemctl start nginx")
+    # nopreempt: the returning node stays BACKUP.
+    time.sleep(3.0)
+    assert vip_holders(gateways, other_host, vip) == [backup]

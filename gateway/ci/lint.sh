@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Gateway lint stage: ruff (lint + format check) over the package, tests, bench and tools;
+# mypy --strict over src; shellcheck over these hooks.
+set -euo pipefail
+# shellcheck source=/dev/null  # common.sh lives at the repository root, checked on its own
+source "$REPO_ROOT/scripts/lib/common.sh"
+
+usage() { echo "Usage: ${0##*/}   (run by ./scripts/test.sh --component gateway --stage lint)"; }
+[[ "${1:-}" == "-h" || "${1:-}" == "--help" ]] && { usage; exit 0; }
+
+GW="$REPO_ROOT/gateway"
+require_cmd ruff "the tool venv provides it (gateway[dev])"
+require_cmd mypy "the tool venv provides it (gateway[dev])"
+ensure_apt shellcheck
+
+# from gateway/, so the paths in pyproject.toml's ruff settings resolve as written
+cd "$GW"
+log "ruff check"
+ruff check . || die "ruff check found problems"
+log "ruff format --check"
+ruff format --check . || die "files need 'ruff format' (run it in gateway/)"
+log "mypy --strict (src)"
+mypy || die "mypy --strict found problems"
+log "shellcheck gateway/ci/*.sh gateway/tools/*.sh"
+shellcheck -x "$GW"/ci/*.sh "$GW"/tools/*.sh || die "shellcheck found problems"
+ok "gateway lint passed"

@@ -1,0 +1,108 @@
+"""Assembly: config -> replay state, store, verifier, ingest server, control plane; run until SIGTERM."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from .config import GatewayConfig
+from .http_api import ControlServer
+from .metrics import IngestMetrics
+from .records import ReplayGuard, Store
+from .replay import PersistentReplayGuard
+from .server import IngestServer
+from .verifier import Verifier
+
+log = logging.getLogger("nanogridata.app")
+
+StoreFactory = Callable[[GatewayConfig, ReplayGuard, Any], Store]
+
+
+def delivery_store_factory(config: GatewayConfig, replay: ReplayGuard, registry: Any) -> Store:
+    """The real store: the delivery spool (`delivery.open_store`)."""
+    from .delivery import open_store  # noqa: PLC0415 - the delivery package is built in parallel
+
+    store: Store = open_store(config.delivery, replay, registry)
+    return store
+
+
+class Gateway:
+    """One gateway process (or one SO_REUSEPORT worker)."""
+
+    def __init__(
+        self,
+        config: GatewayConfig,
+        store_factory: StoreFactory = delivery_store_factory,
+        state_dir: str | None = None,
+    ) -> None:
+        self.config = config
+        self.metrics = IngestMetrics()
+        self.replay = PersistentReplayGuard(Path(state_dir or config.state_dir))
+        self.store = store_factory(config, self.replay, self.metrics.registry)
+        self.verifier = Verifier(
+            config.models,
+            self.replay,
+            max_age_s=config.protocol.max_age_s,
+            future_skew_ms=int(config.protocol.future_skew_s * 1000),
+        )
+        self.server: IngestServer | None = None
+        self.control: ControlServer | None = None
+        self.stop_requested = asyncio.Event()
+
+    async def start(self) -> None:
+        await self.store.start()
+        self.server = IngestServer(self.config.server, self.verifier, self.store, self.metrics)
+        await self.server.start()
+        self.control = ControlServer(
+            self.server,
+            self.config.server.metrics_host,
+            self.config.server.metrics_port,
+            reuse_port=self.config.server.reuse_port,
+            drain_allow=self.config.server.drain_allow,
+        )
+        await self.control.start()
+        log.info(
+            "gateway started",
+            extra={
+                "data_port": self.server.port,
+                "metrics_port": self.control.port,
+                "models": [f"0x{m:02x}" for m in self.config.models],
+            },
+        )
+
+    async def stop(self) -> None:
+        """Drain device connections, flush the store and the replay state, close everything."""
+        if self.server is not None:
+            await self.server.close()
+        await self.store.close()
+        self.replay.close()
+        if self.control is not None:
+            await self.control.close()
+        log.info("gateway stopped")
+
+    async def run(self, stopped_early: Callable[[], bool] | None = None) -> int:
+        """Serve until SIGTERM/SIGINT. `stopped_early` reports a signal that arrived before the
+        event loop took over signal handling (a worker process right after fork)."""
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self.stop_requested.set)
+        if stopped_early is not None and stopped_early():
+            self.stop_requested.set()
+        await self.start()
+        await self.stop_requested.wait()
+        log.info("stop requested: draining")
+        await self.stop()
+        return 0
+
+
+def install_uvloop() -> bool:
+    try:
+        import uvloop  # noqa: PLC0415 - optional at runtime
+    except ImportError:
+        return False
+    asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
+    return True

@@ -1,0 +1,188 @@
+"""`nanogridata-gateway`: check-config, serve, keygen, derive-key."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import dataclasses
+import json
+import logging
+import os
+import signal
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+from . import __version__
+from .config import GatewayConfig, load_config, parse_model_id, parse_secret_hex
+from .errors import ConfigError
+from .keys import derive_device_key, new_master_secret
+from .logs import setup_logging
+
+log = logging.getLogger("nanogridata.cli")
+
+
+def _add_config_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("-c", "--config", default="/etc/nanogridata/gateway.toml", help="TOML config file")
+    p.add_argument(
+        "--secrets",
+        help="secrets TOML file, mode 0600 (default: [secrets] file in the config, "
+        "or $NANOGRIDATA_SECRETS_FILE; model secrets may also come from "
+        "$NANOGRIDATA_SECRET_MODEL_<HEX>)",
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="nanogridata-gateway", description="Nanogridata ingest gateway.")
+    ap.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    sub = ap.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("check-config", help="validate the config and secrets; exit 1 naming the bad key")
+    _add_config_args(p)
+    p.add_argument("--no-secrets", action="store_true", help="do not require model secrets (templates, CI)")
+    p = sub.add_parser("serve", help="run the gateway until SIGTERM (then drain and exit 0)")
+    _add_config_args(p)
+    p = sub.add_parser("keygen", help="print a new random model master secret (hex)")
+    p.add_argument("--bytes", type=int, default=32, help="secret length in bytes (>= 32)")
+    p = sub.add_parser("derive-key", help="print a device key for provisioning (hex)")
+    p.add_argument("--model", required=True, help="model id, e.g. 0x10")
+    p.add_argument("--device", required=True, help="device id, e.g. 0x00000001 or 17")
+    p.add_argument("--secret-hex", help="the model master secret; default: read it from the config/secrets")
+    _add_config_args(p)
+    return ap
+
+
+def cmd_check_config(args: argparse.Namespace) -> int:
+    cfg = load_config(args.config, args.secrets, require_secrets=not args.no_secrets)
+    summary = {
+        "config": str(args.config),
+        "data": f"{cfg.server.data_host}:{cfg.server.data_port}",
+        "metrics": f"{cfg.server.metrics_host}:{cfg.server.metrics_port}",
+        "proxy_protocol": cfg.server.proxy_protocol,
+        "models": {
+            f"0x{m:02x}": {"name": s.name, "security": "high" if s.high_security else "normal"}
+            for m, s in cfg.models.items()
+        },
+        "sinks": sorted(getattr(cfg.delivery, "sinks", {}) or {}),
+    }
+    print(json.dumps({"ok": True, **summary}, indent=1))
+    return 0
+
+
+def cmd_keygen(args: argparse.Namespace) -> int:
+    try:
+        print(new_master_secret(args.bytes).hex())
+    except ValueError as exc:
+        raise ConfigError("--bytes", str(exc), "32 or more") from None
+    return 0
+
+
+def cmd_derive_key(args: argparse.Namespace) -> int:
+    model = parse_model_id(args.model, "--model")
+    try:
+        device = int(args.device, 0)
+    except ValueError:
+        device = -1
+    if not 0 <= device <= 0xFFFFFFFF:
+        raise ConfigError("--device", f"bad device id {args.device!r}", "0 .. 0xffffffff")
+    if args.secret_hex:
+        secret = parse_secret_hex(args.secret_hex, "--secret-hex")
+    else:
+        cfg = load_config(args.config, args.secrets, parse_delivery=False)
+        if model not in cfg.models:
+            raise ConfigError(f"models.0x{model:02x}", "not configured", "a [models] table for this model")
+        secret = cfg.models[model].master_secret
+    print(derive_device_key(secret, model, device).hex())
+    return 0
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    cfg = load_config(args.config, args.secrets)
+    setup_logging(cfg.log.level, cfg.log.format)
+    if cfg.server.workers > 1:
+        return _serve_workers(cfg)
+    return _serve_one(cfg, None)
+
+
+def _serve_one(
+    cfg: GatewayConfig, state_dir: str | None, stopped_early: Callable[[], bool] | None = None
+) -> int:
+    from .app import Gateway, install_uvloop  # noqa: PLC0415 - keep check-config light
+
+    uv = install_uvloop()
+    log.info("starting", extra={"version": __version__, "uvloop": uv, "pid": os.getpid()})
+
+    async def main() -> int:
+        return await Gateway(cfg, state_dir=state_dir).run(stopped_early)
+
+    try:
+        return asyncio.run(main())
+    except OSError as exc:  # e.g. a port already in use, an unwritable state directory
+        log.error("cannot start: %s", exc)
+        print(f"nanogridata-gateway: cannot start: {exc}", file=sys.stderr)
+        return 1
+
+
+def _worker_config(cfg: GatewayConfig, index: int) -> GatewayConfig:
+    """Worker `index` gets its own spool file and dead-letter directory (SQLite is single-writer)."""
+    delivery = cfg.delivery
+    if delivery is None:
+        return cfg
+    spool = dataclasses.replace(
+        delivery.spool,
+        path=f"{delivery.spool.path}.worker-{index}",
+        dead_letter_dir=str(Path(delivery.spool.dead_letter_dir) / f"worker-{index}"),
+    )
+    return dataclasses.replace(cfg, delivery=dataclasses.replace(delivery, spool=spool))
+
+
+def _serve_workers(cfg: GatewayConfig) -> int:
+    """One process per worker, all bound to the same ports with SO_REUSEPORT."""
+    children: list[int] = []
+    stop = {"requested": False}
+
+    def forward(signum: int, _frame: object) -> None:
+        stop["requested"] = True  # in a worker (children emptied) this is all it does
+        for pid in children:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signum)
+
+    # Installed before forking: a signal during start-up is never lost, in the parent or a worker.
+    signal.signal(signal.SIGTERM, forward)
+    signal.signal(signal.SIGINT, forward)
+    for index in range(cfg.server.workers):
+        pid = os.fork()
+        if pid == 0:  # worker: own replay state and spool (see docs/configuration.md)
+            children.clear()
+            code = 1
+            try:
+                worker_state = str(Path(cfg.state_dir) / f"worker-{index}")
+                code = _serve_one(_worker_config(cfg, index), worker_state, lambda: stop["requested"])
+            finally:
+                os._exit(code)
+        children.append(pid)
+    log.info("workers started", extra={"pids": children})
+    worst = 0
+    for pid in children:
+        _, status = os.waitpid(pid, 0)
+        worst = max(worst, os.waitstatus_to_exitcode(status) & 0xFF)
+    return worst
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    commands = {
+        "check-config": cmd_check_config,
+        "serve": cmd_serve,
+        "keygen": cmd_keygen,
+        "derive-key": cmd_derive_key,
+    }
+    try:
+        return commands[args.command](args)
+    except ConfigError as exc:
+        print(f"nanogridata-gateway: config error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,384 @@
+"""Gateway configuration: one TOML file plus a secrets file (mode 0600) or environment variables.
+
+Every error is a `ConfigError` that names the key and the expected form. The delivery sections
+(`spool`, `sinks`, `routes`, `peer`) are validated by `delivery_config.parse_delivery_config`.
+See docs/configuration.md.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import stat
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .errors import ConfigError
+from .keys import MIN_MASTER_SECRET_BYTES
+from .verifier import ModelSpec
+
+DELIVERY_SECTIONS = ("spool", "sinks", "routes", "peer")
+CORE_SECTIONS = ("server", "protocol", "state", "log", "models", "secrets")
+# Defaults mirror ansible/group_vars/all/ports.yml; deployments template the real values from there.
+DEFAULT_DATA_PORT = 5680
+DEFAULT_METRICS_PORT = 5679
+PROXY_MODES = ("off", "v1", "v2", "any")
+MODEL_SECRET_ENV = "NANOGRIDATA_SECRET_MODEL_{:02X}"  # e.g. NANOGRIDATA_SECRET_MODEL_10
+SECRETS_FILE_ENV = "NANOGRIDATA_SECRETS_FILE"
+
+
+@dataclass(frozen=True, slots=True)
+class ServerConfig:
+    data_host: str = "0.0.0.0"
+    data_port: int = DEFAULT_DATA_PORT
+    metrics_host: str = "0.0.0.0"
+    metrics_port: int = DEFAULT_METRICS_PORT
+    proxy_protocol: str = "off"
+    max_connections: int = 20_000
+    idle_timeout_s: float = 300.0
+    rate_limit_per_s: float = 100.0  # frames per second per connection; 0 = no limit
+    rate_limit_burst: int = 200
+    max_buffer_bytes: int = 1 << 20  # unparsed bytes held per connection
+    max_inflight: int = 256  # frames per connection awaiting the store before reading pauses
+    workers: int = 1
+    reuse_port: bool = False
+    drain_timeout_s: float = 20.0
+    # who may POST /drain (CIDRs); the other endpoints only read
+    drain_allow: tuple[str, ...] = ("127.0.0.0/8", "::1/128")
+
+
+@dataclass(frozen=True, slots=True)
+class ProtocolConfig:
+    max_age_s: float = 86_400.0
+    future_skew_s: float = 60.0
+
+
+@dataclass(frozen=True, slots=True)
+class LogConfig:
+    level: str = "info"
+    format: str = "json"
+
+
+@dataclass(frozen=True, slots=True)
+class GatewayConfig:
+    server: ServerConfig
+    protocol: ProtocolConfig
+    state_dir: str
+    log: LogConfig
+    models: Mapping[int, ModelSpec]
+    # spool/sinks/routes/peer as read (secrets merged in); parsed by delivery_config
+    delivery_raw: Mapping[str, Any] = field(default_factory=dict)
+    delivery: Any = None  # delivery_config.DeliveryConfig once parsed
+
+
+# --- typed readers ------------------------------------------------------------------------
+
+
+def _table(raw: Any, key: str) -> Mapping[str, Any]:
+    if not isinstance(raw, Mapping):
+        raise ConfigError(key, f"must be a table, got {type(raw).__name__}", f"a [{key}] table")
+    return raw
+
+
+def _reject_unknown(table: Mapping[str, Any], key: str, allowed: set[str] | tuple[str, ...]) -> None:
+    for name in table:
+        if name not in allowed:
+            prefix = f"{key}." if key else ""
+            raise ConfigError(f"{prefix}{name}", "unknown key", "one of " + ", ".join(sorted(allowed)))
+
+
+def _int(t: Mapping[str, Any], key: str, name: str, default: int, lo: int, hi: int) -> int:
+    value = t.get(name, default)
+    if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
+        raise ConfigError(f"{key}.{name}", f"bad value {value!r}", f"an integer from {lo} to {hi}")
+    return value
+
+
+def _float(t: Mapping[str, Any], key: str, name: str, default: float, lo: float, hi: float) -> float:
+    value = t.get(name, default)
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not lo <= value <= hi:
+        raise ConfigError(f"{key}.{name}", f"bad value {value!r}", f"a number from {lo:g} to {hi:g}")
+    return float(value)
+
+
+def _bool(t: Mapping[str, Any], key: str, name: str, default: bool) -> bool:
+    value = t.get(name, default)
+    if not isinstance(value, bool):
+        raise ConfigError(f"{key}.{name}", f"bad value {value!r}", "true or false")
+    return value
+
+
+def _choice(t: Mapping[str, Any], key: str, name: str, default: str, choices: tuple[str, ...]) -> str:
+    value = t.get(name, default)
+    if value not in choices:
+        raise ConfigError(f"{key}.{name}", f"bad value {value!r}", " | ".join(f'"{c}"' for c in choices))
+    return str(value)
+
+
+def _host(t: Mapping[str, Any], key: str, name: str, default: str) -> str:
+    value = t.get(name, default)
+    if not isinstance(value, str) or not value:
+        raise ConfigError(
+            f"{key}.{name}", f"bad value {value!r}", 'an IP address or host name, e.g. "0.0.0.0"'
+        )
+    try:
+        ipaddress.ip_address(value)
+    except ValueError:
+        if not all(part.isalnum() or "-" in part for part in value.split(".")):
+            raise ConfigError(f"{key}.{name}", f"bad value {value!r}", "an IP address or host name") from None
+    return value
+
+
+def _networks(t: Mapping[str, Any], key: str, name: str, default: tuple[str, ...]) -> tuple[str, ...]:
+    value = t.get(name, list(default))
+    expected = 'a list of networks, e.g. ["127.0.0.0/8", "10.10.0.0/24"]'
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise ConfigError(f"{key}.{name}", f"bad value {value!r}", expected)
+    for item in value:
+        try:
+            ipaddress.ip_network(item, strict=False)
+        except ValueError:
+            raise ConfigError(f"{key}.{name}", f"bad network {item!r}", expected) from None
+    return tuple(value)
+
+
+def _str(t: Mapping[str, Any], key: str, name: str, default: str) -> str:
+    value = t.get(name, default)
+    if not isinstance(value, str) or not value:
+        raise ConfigError(f"{key}.{name}", f"bad value {value!r}", "a non-empty string")
+    return value
+
+
+# --- sections -----------------------------------------------------------------------------
+
+
+def _parse_server(raw: Any) -> ServerConfig:
+    t = _table(raw, "server")
+    d = ServerConfig()
+    _reject_unknown(t, "server", set(ServerConfig.__slots__))
+    cfg = ServerConfig(
+        data_host=_host(t, "server", "data_host", d.data_host),
+        data_port=_int(t, "server", "data_port", d.data_port, 0, 65535),
+        metrics_host=_host(t, "server", "metrics_host", d.metrics_host),
+        metrics_port=_int(t, "server", "metrics_port", d.metrics_port, 0, 65535),
+        proxy_protocol=_choice(t, "server", "proxy_protocol", d.proxy_protocol, PROXY_MODES),
+        max_connections=_int(t, "server", "max_connections", d.max_connections, 1, 1_000_000),
+        idle_timeout_s=_float(t, "server", "idle_timeout_s", d.idle_timeout_s, 1, 86_400),
+        rate_limit_per_s=_float(t, "server", "rate_limit_per_s", d.rate_limit_per_s, 0, 1_000_000),
+        rate_limit_burst=_int(t, "server", "rate_limit_burst", d.rate_limit_burst, 1, 1_000_000),
+        max_buffer_bytes=_int(t, "server", "max_buffer_bytes", d.max_buffer_bytes, 4096, 64 << 20),
+        max_inflight=_int(t, "server", "max_inflight", d.max_inflight, 1, 100_000),
+        workers=_int(t, "server", "workers", d.workers, 1, 256),
+        reuse_port=_bool(t, "server", "reuse_port", d.reuse_port),
+        drain_timeout_s=_float(t, "server", "drain_timeout_s", d.drain_timeout_s, 0, 3600),
+        drain_allow=_networks(t, "server", "drain_allow", d.drain_allow),
+    )
+    if cfg.workers > 1 and not cfg.reuse_port:
+        raise ConfigError(
+            "server.workers",
+            f"{cfg.workers} workers need server.reuse_port = true",
+            "reuse_port = true (SO_REUSEPORT) or workers = 1",
+        )
+    if cfg.data_port and cfg.data_port == cfg.metrics_port:
+        raise ConfigError("server.metrics_port", "same as server.data_port", "two different ports")
+    return cfg
+
+
+def _parse_protocol(raw: Any) -> ProtocolConfig:
+    t = _table(raw, "protocol")
+    d = ProtocolConfig()
+    _reject_unknown(t, "protocol", set(ProtocolConfig.__slots__))
+    return ProtocolConfig(
+        max_age_s=_float(t, "protocol", "max_age_s", d.max_age_s, 1, 366 * 86_400),
+        future_skew_s=_float(t, "protocol", "future_skew_s", d.future_skew_s, 0, 3600),
+    )
+
+
+def _parse_log(raw: Any) -> LogConfig:
+    t = _table(raw, "log")
+    _reject_unknown(t, "log", {"level", "format"})
+    return LogConfig(
+        level=_choice(t, "log", "level", "info", ("debug", "info", "warning", "error")),
+        format=_choice(t, "log", "format", "json", ("json", "text")),
+    )
+
+
+def parse_model_id(text: str, key: str) -> int:
+    try:
+        model = int(text, 0)
+    except ValueError:
+        model = -1
+    if not 0 <= model <= 0xFF:
+        raise ConfigError(
+            key, f"bad model id {text!r}", 'a quoted model id from "0x00" to "0xff", e.g. [models."0x10"]'
+        )
+    return model
+
+
+def parse_secret_hex(value: Any, key: str) -> bytes:
+    expected = (
+        f"at least {MIN_MASTER_SECRET_BYTES} random bytes as hex ({2 * MIN_MASTER_SECRET_BYTES}+ hex "
+        "digits; `nanogridata-gateway keygen` makes one)"
+    )
+    if not isinstance(value, str):
+        raise ConfigError(key, "missing or not a string", expected)
+    try:
+        secret = bytes.fromhex(value.strip())
+    except ValueError:
+        raise ConfigError(key, "not hexadecimal", expected) from None
+    if len(secret) < MIN_MASTER_SECRET_BYTES:
+        raise ConfigError(key, f"too short ({len(secret)} bytes)", expected)
+    return secret
+
+
+def _parse_models(raw: Any, env: Mapping[str, str], require_secrets: bool) -> dict[int, ModelSpec]:
+    t = _table(raw, "models")
+    if not t:
+        raise ConfigError("models", "no model configured", 'at least one [models."0x10"] table')
+    models: dict[int, ModelSpec] = {}
+    for model_text, model_raw in t.items():
+        key = f"models.{model_text}"
+        model = parse_model_id(str(model_text), key)
+        if model in models:
+            raise ConfigError(key, "model configured twice", "each model id once")
+        mt = _table(model_raw, key)
+        _reject_unknown(mt, key, {"name", "security", "master_secret"})
+        env_name = MODEL_SECRET_ENV.format(model)
+        secret_value = mt.get("master_secret", env.get(env_name))
+        if secret_value is None and not require_secrets:
+            secret = b""
+        else:
+            if secret_value is None:
+                raise ConfigError(
+                    f"{key}.master_secret",
+                    f"missing (secrets file or ${env_name})",
+                    f"at least {MIN_MASTER_SECRET_BYTES} random bytes as hex",
+                )
+            secret = parse_secret_hex(secret_value, f"{key}.master_secret")
+        models[model] = ModelSpec(
+            model_id=model,
+            master_secret=secret,
+            high_security=_choice(mt, key, "security", "normal", ("normal", "high")) == "high",
+            name=_str(mt, key, "name", f"model-{model:#04x}"),
+        )
+    return models
+
+
+# --- files --------------------------------------------------------------------------------
+
+
+def _read_toml(path: Path, what: str) -> dict[str, Any]:
+    try:
+        with open(path, "rb") as fh:
+            return tomllib.load(fh)
+    except FileNotFoundError:
+        raise ConfigError(what, f"file not found: {path}", "a readable TOML file") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(what, f"{path}: TOML syntax error: {exc}", "valid TOML") from None
+    except OSError as exc:
+        raise ConfigError(what, f"{path}: {exc.strerror}", "a readable TOML file") from None
+
+
+def read_secrets_file(path: Path) -> dict[str, Any]:
+    """The secrets file must not be readable or writable by group or others (mode 0600/0400)."""
+    try:
+        mode = path.stat().st_mode
+    except FileNotFoundError:
+        raise ConfigError("secrets.file", f"file not found: {path}", "a TOML file with mode 0600") from None
+    if mode & (stat.S_IRWXG | stat.S_IRWXO):
+        raise ConfigError(
+            "secrets.file",
+            f"{path} has mode {stat.S_IMODE(mode):04o}",
+            f"mode 0600 or 0400 (chmod 600 {path})",
+        )
+    data = _read_toml(path, "secrets.file")
+    _reject_unknown(data, "", {"models", "peer"})
+    for model_text, table in _table(data.get("models", {}), "models").items():
+        _reject_unknown(_table(table, f"models.{model_text}"), f"models.{model_text}", {"master_secret"})
+    _reject_unknown(_table(data.get("peer", {}), "peer"), "peer", {"secret"})
+    return data
+
+
+def _merge(base: dict[str, Any], extra: Mapping[str, Any]) -> None:
+    for name, value in extra.items():
+        if isinstance(value, Mapping) and isinstance(base.get(name), dict):
+            _merge(base[name], value)
+        elif isinstance(value, Mapping):
+            base[name] = dict(value)
+        else:
+            base[name] = value
+
+
+def _refuse_inline_secrets(raw: Mapping[str, Any]) -> None:
+    for model_text, table in (raw.get("models") or {}).items():
+        if isinstance(table, Mapping) and "master_secret" in table:
+            raise ConfigError(
+                f"models.{model_text}.master_secret",
+                "secrets do not belong in the config file",
+                f"the secrets file (mode 0600) or ${MODEL_SECRET_ENV.format(0x10)}-style variables",
+            )
+    peer = raw.get("peer")
+    if isinstance(peer, Mapping) and "secret" in peer:
+        raise ConfigError(
+            "peer.secret",
+            "secrets do not belong in the config file",
+            "the secrets file (mode 0600) or $NANOGRIDATA_PAIR_SECRET",
+        )
+
+
+def load_config(
+    path: str | os.PathLike[str],
+    secrets_path: str | os.PathLike[str] | None = None,
+    env: Mapping[str, str] | None = None,
+    *,
+    require_secrets: bool = True,
+    parse_delivery: bool = True,
+) -> GatewayConfig:
+    """Read, merge and validate the config. `require_secrets=False` lets tools skip the secrets."""
+    env = os.environ if env is None else env
+    raw = _read_toml(Path(path), "config")
+    _reject_unknown(raw, "", set(CORE_SECTIONS) | set(DELIVERY_SECTIONS))
+    _refuse_inline_secrets(raw)
+    secrets_table = _table(raw.get("secrets", {}), "secrets")
+    _reject_unknown(secrets_table, "secrets", {"file"})
+    secrets_file = secrets_path or env.get(SECRETS_FILE_ENV) or secrets_table.get("file")
+    if secrets_file is not None:
+        if not isinstance(secrets_file, (str, os.PathLike)):
+            raise ConfigError("secrets.file", f"bad value {secrets_file!r}", "a path")
+        _merge(raw, read_secrets_file(Path(secrets_file)))
+    cfg = GatewayConfig(
+        server=_parse_server(raw.get("server", {})),
+        protocol=_parse_protocol(raw.get("protocol", {})),
+        state_dir=_str(_table(raw.get("state", {}), "state"), "state", "dir", "/var/lib/nanogridata"),
+        log=_parse_log(raw.get("log", {})),
+        models=_parse_models(raw.get("models", {}), env, require_secrets),
+        delivery_raw={k: raw[k] for k in DELIVERY_SECTIONS if k in raw},
+    )
+    _reject_unknown(_table(raw.get("state", {}), "state"), "state", {"dir"})
+    if parse_delivery:
+        cfg = _with_delivery(cfg, env)
+    return cfg
+
+
+def _with_delivery(cfg: GatewayConfig, env: Mapping[str, str]) -> GatewayConfig:
+    try:
+        from .delivery_config import parse_delivery_config  # noqa: PLC0415 - written in parallel
+    except ImportError as exc:  # pragma: no cover - only while delivery is missing
+        raise ConfigError(
+            "spool",
+            f"the delivery module is not installed ({exc})",
+            "a gateway build that includes nanogridata_gateway.delivery_config",
+        ) from exc
+    delivery = parse_delivery_config(cfg.delivery_raw, env)
+    if cfg.server.workers > 1 and getattr(delivery, "peer", None) is not None:
+        raise ConfigError(
+            "server.workers",
+            "several workers cannot share one [peer] sync endpoint",
+            "workers = 1 when [peer] is configured",
+        )
+    return GatewayConfig(
+        cfg.server, cfg.protocol, cfg.state_dir, cfg.log, cfg.models, cfg.delivery_raw, delivery
+    )

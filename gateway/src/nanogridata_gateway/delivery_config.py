@@ -1,0 +1,404 @@
+"""Delivery configuration: the `spool`, `sinks`, `routes` and `peer` sections of the gateway TOML.
+
+`parse_delivery_config` validates the raw (already TOML-decoded) sections and returns frozen
+dataclasses. Every error is a `ConfigError` naming the offending key and the expected form.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlsplit
+
+from .errors import ConfigError
+
+# Payload types of protocol v1 that a route can name (ACK is gateway -> device only).
+FRAME_TYPES: dict[str, int] = {"TELEMETRY": 0x01, "EVENT": 0x02, "CONFIG": 0x03, "COMMAND": 0x04}
+FRAME_TYPE_NAMES: dict[int, str] = {v: k for k, v in FRAME_TYPES.items()}
+
+SINK_TYPES = ("http_json", "influx_line", "jsonl")
+# The built-in local handler (COMMAND frames): logs the record and counts it; needs no config.
+LOCAL_SINK = "local"
+
+DEFAULT_ROUTES: dict[str, tuple[str, ...]] = {
+    "TELEMETRY": ("alba",),
+    "EVENT": ("alba",),
+    "CONFIG": ("cycle",),
+    "COMMAND": (LOCAL_SINK,),
+}
+
+PAIR_SECRET_ENV = "NANOGRIDATA_PAIR_SECRET"
+MIN_PAIR_SECRET_BYTES = 32
+# One bit per sink in the spool's routing mask (SQLite INTEGER is 64-bit signed).
+MAX_SINKS = 62
+
+_SIZE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KMGT]i?B|B)?\s*$", re.IGNORECASE)
+_SIZE_UNITS = {
+    "b": 1,
+    "kb": 10**3,
+    "mb": 10**6,
+    "gb": 10**9,
+    "tb": 10**12,
+    "kib": 2**10,
+    "mib": 2**20,
+    "gib": 2**30,
+    "tib": 2**40,
+}
+_NAME_RE = re.compile(r"^[a-z][a-z0-9_-]{0,31}$")
+
+
+@dataclass(frozen=True, slots=True)
+class SpoolConfig:
+    path: str = "/var/lib/nanogridata/spool.db"
+    max_bytes: int = 1 << 30
+    max_age_s: float = 72 * 3600.0
+    commit_interval_ms: float = 10.0
+    max_commit_records: int = 20_000
+    dead_letter_dir: str = "/var/lib/nanogridata/dead-letters"
+
+
+@dataclass(frozen=True, slots=True)
+class SinkConfig:
+    name: str
+    type: str
+    url: str = ""  # http_json, influx_line
+    path: str = ""  # jsonl
+    batch_size: int = 500
+    batch_interval_ms: float = 50.0
+    concurrency: int = 4
+    timeout_s: float = 2.0
+    retry_initial_ms: float = 100.0
+    retry_max_ms: float = 30_000.0
+    json_format: str = "array"  # http_json: "array" (one JSON array per batch) or "ndjson"
+    headers: tuple[tuple[str, str], ...] = ()
+    measurement_prefix: str = "nanogridata"  # influx_line: measurement = <prefix>_0x<model>
+    # influx_line: write text values as string fields (InfluxDB keeps them; VictoriaMetrics
+    # would turn each into a bogus series of zeros, hence off by default)
+    text_fields: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class PeerConfig:
+    url: str  # the peer's sync endpoint base, e.g. http://10.10.0.12:5681
+    listen_host: str
+    listen_port: int
+    secret: bytes = field(repr=False)
+    node_name: str = "gateway"
+    peer_name: str = "peer"
+    batch_interval_ms: float = 200.0
+    max_batch: int = 10_000
+    timeout_s: float = 2.0
+    max_queue: int = 1_000_000
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryConfig:
+    spool: SpoolConfig
+    sinks: Mapping[str, SinkConfig]
+    # (frame type, model id or None for "any model") -> sink names
+    routes: Mapping[tuple[int, int | None], tuple[str, ...]]
+    peer: PeerConfig | None = None
+
+    def sinks_for(self, frame_type: int, model_id: int) -> tuple[str, ...]:
+        """Route lookup: a model-specific route wins over the type's route."""
+        return self.routes.get((frame_type, model_id)) or self.routes.get((frame_type, None), ())
+
+
+# --- small typed readers -------------------------------------------------------------------
+
+
+def _table(raw: Any, key: str) -> Mapping[str, Any]:
+    if not isinstance(raw, Mapping):
+        raise ConfigError(key, f"must be a table, got {type(raw).__name__}", f"[{key}]")
+    return raw
+
+
+def _reject_unknown(table: Mapping[str, Any], key: str, allowed: set[str]) -> None:
+    for name in table:
+        if name not in allowed:
+            raise ConfigError(f"{key}.{name}", "unknown key", "one of " + ", ".join(sorted(allowed)))
+
+
+def _int(table: Mapping[str, Any], key: str, name: str, default: int, lo: int, hi: int) -> int:
+    value = table.get(name, default)
+    if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
+        raise ConfigError(f"{key}.{name}", f"bad value {value!r}", f"an integer from {lo} to {hi}")
+    return value
+
+
+def _float(table: Mapping[str, Any], key: str, name: str, default: float, lo: float, hi: float) -> float:
+    value = table.get(name, default)
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not lo <= value <= hi:
+        raise ConfigError(f"{key}.{name}", f"bad value {value!r}", f"a number from {lo:g} to {hi:g}")
+    return float(value)
+
+
+def _str(table: Mapping[str, Any], key: str, name: str, default: str | None) -> str:
+    value = table.get(name, default)
+    if value is None:
+        raise ConfigError(f"{key}.{name}", "missing", "a string")
+    if not isinstance(value, str) or not value:
+        raise ConfigError(f"{key}.{name}", f"bad value {value!r}", "a non-empty string")
+    return value
+
+
+def _http_url(table: Mapping[str, Any], key: str, name: str) -> str:
+    url = _str(table, key, name, None)
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ConfigError(f"{key}.{name}", f"bad URL {url!r}", "http://host:port/path")
+    try:
+        parts.port  # noqa: B018 - raises ValueError on a bad port
+    except ValueError as exc:
+        raise ConfigError(f"{key}.{name}", f"bad port in {url!r}", "http://host:port/path") from exc
+    return url
+
+
+def parse_size(value: Any, key: str) -> int:
+    """Bytes as an integer or a string like "512MiB", "1GiB", "10 GB"."""
+    if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+        return value
+    if isinstance(value, str):
+        match = _SIZE_RE.match(value)
+        if match:
+            unit = (match.group(2) or "B").lower()
+            size = int(float(match.group(1)) * _SIZE_UNITS[unit])
+            if size > 0:
+                return size
+    raise ConfigError(key, f"bad size {value!r}", 'a positive integer of bytes or a string like "1GiB"')
+
+
+# --- sections ------------------------------------------------------------------------------
+
+
+def _parse_spool(raw: Any) -> SpoolConfig:
+    t = _table(raw, "spool")
+    _reject_unknown(
+        t,
+        "spool",
+        {
+            "path",
+            "max_bytes",
+            "max_age_hours",
+            "commit_interval_ms",
+            "max_commit_records",
+            "dead_letter_dir",
+        },
+    )
+    d = SpoolConfig()
+    return SpoolConfig(
+        path=_str(t, "spool", "path", d.path),
+        max_bytes=parse_size(t.get("max_bytes", d.max_bytes), "spool.max_bytes"),
+        max_age_s=_float(t, "spool", "max_age_hours", d.max_age_s / 3600, 0.001, 24 * 365) * 3600,
+        commit_interval_ms=_float(t, "spool", "commit_interval_ms", d.commit_interval_ms, 0, 1000),
+        max_commit_records=_int(t, "spool", "max_commit_records", d.max_commit_records, 1, 10**6),
+        dead_letter_dir=_str(t, "spool", "dead_letter_dir", d.dead_letter_dir),
+    )
+
+
+_SINK_COMMON = {
+    "type",
+    "batch_size",
+    "batch_interval_ms",
+    "concurrency",
+    "timeout_s",
+    "retry_initial_ms",
+    "retry_max_ms",
+}
+_SINK_KEYS = {
+    "http_json": _SINK_COMMON | {"url", "format", "headers"},
+    "influx_line": _SINK_COMMON | {"url", "measurement_prefix", "headers", "text_fields"},
+    "jsonl": _SINK_COMMON | {"path"},
+}
+
+
+def _parse_sink(name: str, raw: Any) -> SinkConfig:
+    key = f"sinks.{name}"
+    if not _NAME_RE.match(name) or name == LOCAL_SINK:
+        raise ConfigError(
+            key,
+            f"bad sink name {name!r}",
+            f"lower-case letters, digits, '_' or '-', not {LOCAL_SINK!r} (built in)",
+        )
+    t = _table(raw, key)
+    kind = t.get("type")
+    if kind not in SINK_TYPES:
+        raise ConfigError(f"{key}.type", f"bad value {kind!r}", " | ".join(SINK_TYPES))
+    _reject_unknown(t, key, _SINK_KEYS[kind])
+    d = SinkConfig(name=name, type=kind)
+    headers: tuple[tuple[str, str], ...] = ()
+    if "headers" in t:
+        h = _table(t["headers"], f"{key}.headers")
+        for hk, hv in h.items():
+            if not isinstance(hv, str):
+                raise ConfigError(f"{key}.headers.{hk}", f"bad value {hv!r}", "a string")
+        headers = tuple((str(hk), str(hv)) for hk, hv in h.items())
+    json_format = d.json_format
+    if kind == "http_json":
+        json_format = t.get("format", d.json_format)
+        if json_format not in ("array", "ndjson"):
+            raise ConfigError(f"{key}.format", f"bad value {json_format!r}", '"array" | "ndjson"')
+    prefix = d.measurement_prefix
+    if kind == "influx_line":
+        prefix = _str(t, key, "measurement_prefix", d.measurement_prefix)
+        if not re.match(r"^[A-Za-z_][A-Za-z0-9_]*$", prefix):
+            raise ConfigError(
+                f"{key}.measurement_prefix",
+                f"bad value {prefix!r}",
+                "letters, digits and '_' (a metric-name prefix)",
+            )
+    text_fields = t.get("text_fields", False)
+    if not isinstance(text_fields, bool):
+        raise ConfigError(f"{key}.text_fields", f"bad value {text_fields!r}", "true | false")
+    retry_initial = _float(t, key, "retry_initial_ms", d.retry_initial_ms, 1, 600_000)
+    retry_max = _float(t, key, "retry_max_ms", d.retry_max_ms, 1, 3_600_000)
+    if retry_max < retry_initial:
+        raise ConfigError(
+            f"{key}.retry_max_ms",
+            f"{retry_max:g} < retry_initial_ms",
+            "retry_max_ms >= retry_initial_ms",
+        )
+    return SinkConfig(
+        name=name,
+        type=kind,
+        url=_http_url(t, key, "url") if kind != "jsonl" else "",
+        path=_str(t, key, "path", None) if kind == "jsonl" else "",
+        batch_size=_int(t, key, "batch_size", d.batch_size, 1, 100_000),
+        batch_interval_ms=_float(t, key, "batch_interval_ms", d.batch_interval_ms, 0, 60_000),
+        concurrency=_int(t, key, "concurrency", d.concurrency, 1, 64),
+        timeout_s=_float(t, key, "timeout_s", d.timeout_s, 0.01, 600),
+        retry_initial_ms=retry_initial,
+        retry_max_ms=retry_max,
+        json_format=json_format,
+        headers=headers,
+        measurement_prefix=prefix,
+        text_fields=text_fields,
+    )
+
+
+def _parse_model(text: str, key: str) -> int:
+    try:
+        model = int(text, 0)
+    except ValueError:
+        model = -1
+    if not 0 <= model <= 0xFF:
+        raise ConfigError(key, f"bad model id {text!r}", 'a model id 0..255, e.g. "TELEMETRY.0x20"')
+    return model
+
+
+def _parse_routes(raw: Any, sinks: Mapping[str, SinkConfig]) -> dict[tuple[int, int | None], tuple[str, ...]]:
+    given = raw is not None
+    table: Mapping[str, Any] = _table(raw, "routes") if given else DEFAULT_ROUTES
+    routes: dict[tuple[int, int | None], tuple[str, ...]] = {}
+    for route_key, targets in table.items():
+        key = f"routes.{route_key}"
+        type_name, _, model_text = str(route_key).partition(".")
+        if type_name not in FRAME_TYPES:
+            raise ConfigError(
+                key,
+                f"unknown payload type {type_name!r}",
+                'TYPE or "TYPE.MODEL" with TYPE one of ' + ", ".join(FRAME_TYPES),
+            )
+        model = _parse_model(model_text, key) if model_text else None
+        if isinstance(targets, str):
+            targets = [targets]  # noqa: PLW2901 - a single name is accepted for a list of one
+        if not isinstance(targets, (list, tuple)) or not targets:
+            raise ConfigError(key, f"bad value {targets!r}", "a non-empty list of sink names")
+        for target in targets:
+            if target != LOCAL_SINK and target not in sinks:
+                hint = "" if given else " (default route; define the sink or set [routes])"
+                raise ConfigError(
+                    key,
+                    f"names unknown sink {target!r}{hint}",
+                    'a sink defined under [sinks] or "local"',
+                )
+        if len(set(targets)) != len(targets):
+            raise ConfigError(key, f"repeats a sink in {targets!r}", "each sink at most once")
+        routes[(FRAME_TYPES[type_name], model)] = tuple(targets)
+    for type_name, type_id in FRAME_TYPES.items():
+        if (type_id, None) not in routes:
+            raise ConfigError(
+                f"routes.{type_name}",
+                "missing: frames of this type would have no sink",
+                f'{type_name} = ["<sink>", ...] (never a silent drop)',
+            )
+    return routes
+
+
+def _parse_listen(value: Any, key: str) -> tuple[str, int]:
+    if isinstance(value, str):
+        host, sep, port_text = value.rpartition(":")
+        if sep and host and port_text.isdigit() and 0 < int(port_text) < 65536:
+            return host.strip("[]"), int(port_text)
+    raise ConfigError(key, f"bad value {value!r}", '"host:port", e.g. "10.10.0.11:5681"')
+
+
+def _parse_peer(raw: Any, env: Mapping[str, str]) -> PeerConfig | None:
+    if raw is None:
+        return None
+    t = _table(raw, "peer")
+    _reject_unknown(
+        t,
+        "peer",
+        {
+            "url",
+            "listen",
+            "secret",
+            "node_name",
+            "peer_name",
+            "batch_interval_ms",
+            "max_batch",
+            "timeout_s",
+            "max_queue",
+        },
+    )
+    secret_hex = t.get("secret", env.get(PAIR_SECRET_ENV))
+    if secret_hex is None:
+        raise ConfigError(
+            "peer.secret",
+            f"missing (secrets file key peer.secret or ${PAIR_SECRET_ENV})",
+            f"at least {MIN_PAIR_SECRET_BYTES} random bytes as hex",
+        )
+    try:
+        secret = bytes.fromhex(str(secret_hex))
+    except ValueError:
+        secret = b""
+    if len(secret) < MIN_PAIR_SECRET_BYTES:
+        raise ConfigError(
+            "peer.secret",
+            "not hex or too short",
+            f"at least {MIN_PAIR_SECRET_BYTES} random bytes as hex ({2 * MIN_PAIR_SECRET_BYTES} hex digits)",
+        )
+    host, port = _parse_listen(t.get("listen"), "peer.listen")
+    return PeerConfig(
+        url=_http_url(t, "peer", "url").rstrip("/"),
+        listen_host=host,
+        listen_port=port,
+        secret=secret,
+        node_name=_str(t, "peer", "node_name", "gateway"),
+        peer_name=_str(t, "peer", "peer_name", "peer"),
+        batch_interval_ms=_float(t, "peer", "batch_interval_ms", 200.0, 1, 1000),
+        max_batch=_int(t, "peer", "max_batch", 10_000, 1, 1_000_000),
+        timeout_s=_float(t, "peer", "timeout_s", 2.0, 0.01, 60),
+        max_queue=_int(t, "peer", "max_queue", 1_000_000, 1, 100_000_000),
+    )
+
+
+def parse_delivery_config(raw: Mapping[str, Any], env: Mapping[str, str] | None = None) -> DeliveryConfig:
+    """Validate the delivery sections of the gateway config.
+
+    `raw` may hold other sections too (the core's); only `spool`, `sinks`, `routes` and `peer`
+    are read. `env` defaults to os.environ (for the pair secret).
+    """
+    env = os.environ if env is None else env
+    spool = _parse_spool(raw.get("spool", {}))
+    sinks_raw = _table(raw.get("sinks", {}), "sinks")
+    if len(sinks_raw) > MAX_SINKS:
+        raise ConfigError("sinks", f"{len(sinks_raw)} sinks", f"at most {MAX_SINKS}")
+    sinks = {name: _parse_sink(name, cfg) for name, cfg in sinks_raw.items()}
+    routes = _parse_routes(raw.get("routes"), sinks)
+    peer = _parse_peer(raw.get("peer"), env)
+    return DeliveryConfig(spool=spool, sinks=sinks, routes=routes, peer=peer)

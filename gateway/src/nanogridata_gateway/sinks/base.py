@@ -1,0 +1,315 @@
+"""What every sink shares: the sink interface, error classes, metrics, dead letters, and the
+worker that batches spooled records, delivers them with bounded concurrency and retries, and
+confirms them to the spool in order."""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import json
+import logging
+import os
+import random
+import time
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Protocol
+
+from prometheus_client import CollectorRegistry, Counter, Gauge
+
+from ..delivery_config import SinkConfig
+from ..records import Record
+from ..spool import Row, Spool, idempotency_key, row_to_record, wait_event
+from .formats import json_record
+
+log = logging.getLogger(__name__)
+
+# A sink that keeps failing logs one line per interval, not one per batch.
+WARN_INTERVAL_S = 10.0
+
+
+class RetryableError(Exception):
+    """Deliver again later (timeout, connection refused, 5xx, 408/429)."""
+
+    def __init__(self, error_class: str, detail: str) -> None:
+        super().__init__(f"{error_class}: {detail}")
+        self.error_class = error_class
+
+
+class PermanentError(Exception):
+    """The sink refused the data itself (4xx): retrying cannot help, dead-letter it."""
+
+    def __init__(self, error_class: str, status: int, detail: str) -> None:
+        super().__init__(f"{error_class} {status}: {detail}")
+        self.error_class = error_class
+        self.status = status
+        self.detail = detail
+
+
+class Sink(Protocol):
+    name: str
+
+    def encode(self, row: Row) -> bytes | None:
+        """The spooled record's fragment of a batch body; None when this sink cannot store it."""
+        ...
+
+    async def deliver(self, fragments: Sequence[bytes], keys: Sequence[str]) -> None:
+        """Send one batch; return on confirmation, raise RetryableError / PermanentError."""
+        ...
+
+    async def close(self) -> None: ...
+
+
+@dataclass
+class SinkMetrics:
+    delivered: Counter
+    batches: Counter
+    errors: Counter
+    retries: Counter
+    dead_letters: Counter
+    last_success: Gauge
+
+    @classmethod
+    def create(cls, registry: CollectorRegistry) -> SinkMetrics:
+        return cls(
+            delivered=Counter(
+                "nanogridata_sink_records_delivered",
+                "Records confirmed by the sink",
+                ["sink"],
+                registry=registry,
+            ),
+            batches=Counter(
+                "nanogridata_sink_batches",
+                "Batches by result",
+                ["sink", "result"],
+                registry=registry,
+            ),
+            errors=Counter(
+                "nanogridata_sink_errors",
+                "Delivery errors by class",
+                ["sink", "class"],
+                registry=registry,
+            ),
+            retries=Counter("nanogridata_sink_retries", "Batch retries", ["sink"], registry=registry),
+            dead_letters=Counter(
+                "nanogridata_sink_dead_letters",
+                "Records written to the dead-letter file",
+                ["sink"],
+                registry=registry,
+            ),
+            last_success=Gauge(
+                "nanogridata_sink_last_success_timestamp_seconds",
+                "Time of the last confirmed batch",
+                ["sink"],
+                registry=registry,
+            ),
+        )
+
+
+class DeadLetters:
+    """Append-only JSON-lines file per sink; fsynced before the records leave the spool."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+
+    def write(self, sink: str, reason: str, records: Sequence[Record]) -> None:
+        os.makedirs(os.path.dirname(os.path.abspath(self.path)), exist_ok=True)
+        now = time.time()
+        lines = [
+            json.dumps(
+                {"deadLetteredAt": now, "sink": sink, "reason": reason, "record": json_record(r)},
+                separators=(",", ":"),
+            )
+            for r in records
+        ]
+        with open(self.path, "a", encoding="utf-8") as handle:
+            handle.write("\n".join(lines) + "\n")
+            handle.flush()
+            os.fsync(handle.fileno())
+
+
+@dataclass
+class _Batch:
+    end: int  # cursor position once this batch is confirmed
+    rows: list[Row]
+
+
+class SinkWorker:
+    """Moves one sink's records from the spool to the sink.
+
+    Reads batches past the sink's cursor (size-bounded; a partial batch waits up to
+    batch_interval for more), keeps up to `concurrency` batches in flight, retries retryable
+    failures with exponential backoff and jitter for as long as it runs, bisects a refused batch
+    down to the records the sink refuses and dead-letters those, and advances the cursor only over
+    a contiguous prefix of finished batches (so a crash re-sends, never skips).
+    """
+
+    def __init__(
+        self,
+        sink: Sink,
+        config: SinkConfig,
+        spool: Spool,
+        metrics: SinkMetrics,
+        dead_letters: DeadLetters,
+        pool: ThreadPoolExecutor,
+    ) -> None:
+        self.sink = sink
+        self.config = config
+        self.spool = spool
+        self.metrics = metrics
+        self.dead_letters = dead_letters
+        self.bit = spool.bits[sink.name]
+        self._pool = pool
+        self._new_data = asyncio.Event()
+        self._stopping = False
+        self._inflight: set[asyncio.Task[None]] = set()
+        self._order: collections.deque[int] = collections.deque()
+        self._done: set[int] = set()
+        self._task: asyncio.Task[None] | None = None
+        self._last_warning = -WARN_INTERVAL_S
+        name = sink.name
+        self._m_delivered = metrics.delivered.labels(name)
+        self._m_retries = metrics.retries.labels(name)
+        self._m_dead = metrics.dead_letters.labels(name)
+        self._m_last = metrics.last_success.labels(name)
+        for result in ("ok", "retry", "dead_letter"):
+            metrics.batches.labels(name, result)
+        spool.add_commit_listener(self._new_data.set)
+
+    def start(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(self._run(), name=f"sink-{self.sink.name}")
+
+    async def stop(self, grace_s: float) -> None:
+        """Stop reading; give in-flight batches `grace_s` to finish, then cancel them."""
+        self._stopping = True
+        self._new_data.set()
+        if self._task is not None:
+            # The reader may be waiting for a free slot behind batches that retry forever.
+            done, _ = await asyncio.wait({self._task}, timeout=grace_s)
+            if not done:
+                self._task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await self._task
+        if self._inflight:
+            _, pending = await asyncio.wait(self._inflight, timeout=grace_s)
+            for task in pending:
+                task.cancel()
+            await asyncio.gather(*pending, return_exceptions=True)
+
+    # --- reading and dispatch ----------------------------------------------------------
+
+    async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        reader = self.spool.reader()
+        cfg = self.config
+        interval_s = cfg.batch_interval_ms / 1000
+        limit = asyncio.Semaphore(cfg.concurrency)
+        read_pos = self.spool.cursors.get(self.sink.name, 0)
+        try:
+            while not self._stopping:
+                await limit.acquire()
+                if self._stopping:
+                    limit.release()
+                    break
+                self._new_data.clear()
+                rows, scanned = await loop.run_in_executor(
+                    self._pool, reader.read, read_pos, self.bit, cfg.batch_size
+                )
+                if rows and len(rows) < cfg.batch_size and interval_s > 0:
+                    # Partial batch: let it fill for up to batch_interval after its oldest record.
+                    wait = interval_s - (time.time() - rows[0][6] / 1000)
+                    if wait > 0.001:
+                        limit.release()
+                        await asyncio.sleep(wait)
+                        continue
+                if not rows:
+                    limit.release()
+                    if scanned > read_pos:
+                        self._order.append(scanned)
+                        self._finish(scanned)
+                        read_pos = scanned
+                    if not self._stopping:
+                        await wait_event(self._new_data, 1.0)
+                    continue
+                read_pos = scanned
+                self._order.append(scanned)
+                task = loop.create_task(self._send(_Batch(scanned, rows), limit))
+                self._inflight.add(task)
+                task.add_done_callback(self._inflight.discard)
+        finally:
+            await loop.run_in_executor(self._pool, reader.close)
+
+    def _finish(self, end: int) -> None:
+        self._done.add(end)
+        cursor = None
+        while self._order and self._order[0] in self._done:
+            cursor = self._order.popleft()
+            self._done.discard(cursor)
+        if cursor is not None:
+            self.spool.confirm(self.sink.name, cursor)
+
+    async def _send(self, batch: _Batch, limit: asyncio.Semaphore) -> None:
+        try:
+            loop = asyncio.get_running_loop()
+            encoded = await loop.run_in_executor(self._pool, self._encode, batch.rows)
+            unencodable = [row_to_record(row) for row, fragment in encoded if fragment is None]
+            if unencodable:
+                await self._dead_letter(unencodable, "unencodable: no field this sink can store")
+            items = [(row, fragment) for row, fragment in encoded if fragment is not None]
+            if items:
+                await self._deliver(items)
+            self._finish(batch.end)
+        finally:
+            limit.release()
+
+    def _encode(self, rows: list[Row]) -> list[tuple[Row, bytes | None]]:
+        encode = self.sink.encode
+        return [(row, encode(row)) for row in rows]
+
+    # --- delivery with retries ---------------------------------------------------------
+
+    async def _deliver(self, items: list[tuple[Row, bytes]]) -> None:
+        name = self.sink.name
+        cfg = self.config
+        attempt = 0
+        while True:
+            try:
+                await self.sink.deliver([f for _, f in items], [idempotency_key(row) for row, _ in items])
+            except RetryableError as exc:
+                self.metrics.errors.labels(name, exc.error_class).inc()
+                self.metrics.batches.labels(name, "retry").inc()
+                self._m_retries.inc()
+                backoff_ms = min(cfg.retry_max_ms, cfg.retry_initial_ms * (2 ** min(attempt, 30)))
+                delay = backoff_ms / 1000 * random.uniform(0.5, 1.0)  # jitter: no thundering herd
+                if time.monotonic() - self._last_warning > WARN_INTERVAL_S:
+                    self._last_warning = time.monotonic()
+                    log.warning("sink %s: %s; retrying %d records in %.2fs", name, exc, len(items), delay)
+                attempt += 1
+                await asyncio.sleep(delay)
+            except PermanentError as exc:
+                self.metrics.errors.labels(name, exc.error_class).inc()
+                if len(items) > 1:
+                    # Find the records the sink refuses; the others still go through.
+                    half = len(items) // 2
+                    await self._deliver(items[:half])
+                    await self._deliver(items[half:])
+                    return
+                self.metrics.batches.labels(name, "dead_letter").inc()
+                await self._dead_letter(
+                    [row_to_record(items[0][0])], f"HTTP {exc.status}: {exc.detail[:200]}"
+                )
+                return
+            else:
+                self.metrics.batches.labels(name, "ok").inc()
+                self._m_delivered.inc(len(items))
+                self._m_last.set(time.time())
+                return
+
+    async def _dead_letter(self, records: list[Record], reason: str) -> None:
+        log.error("sink %s: dead-lettering %d records: %s", self.sink.name, len(records), reason)
+        await asyncio.get_running_loop().run_in_executor(
+            self._pool, self.dead_letters.write, self.sink.name, reason, records
+        )
+        self._m_dead.inc(len(records))

@@ -1,0 +1,526 @@
+"""Durable spool: SQLite in WAL mode with group commit, per-sink cursors and byte/age limits.
+
+Why SQLite WAL (see docs/delivery.md): atomic multi-row commits with checksummed WAL frames and
+crash recovery we do not have to write, one fsync per commit (synchronous=FULL), readers that do
+not block the writer, and an on-disk format every operator can inspect with `sqlite3`.
+
+Threading: every write (inserts, cursor updates, deletes) runs on ONE writer thread with its own
+connection, so writes are serialized without lock contention. Sink readers use their own
+connections (WAL readers see a consistent snapshot and never block the writer).
+
+Ids are assigned here, monotonically, and never reused (even after the table was emptied): a
+sink's cursor ("every record routed to me with id <= cursor is confirmed") stays meaningful.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+from prometheus_client import CollectorRegistry, Gauge, Histogram
+
+from .records import Record, StoreFull
+
+log = logging.getLogger(__name__)
+
+# Bytes charged per row on top of the payload (keys, integers, page overhead, index entry).
+ROW_OVERHEAD_BYTES = 64
+# Payloads are at most 1024 bytes (protocol v1): "full" means such a record no longer fits, so
+# BUSY does not depend on the size of the frame that happens to arrive.
+MAX_RECORD_BYTES = 1024 + ROW_OVERHEAD_BYTES
+
+# (id, model, type, device, seq, timestamp_ms, received_ms, payload)
+Row = tuple[int, int, int, int, int, int, int, bytes]
+# A row as inserted: Row + the sinks bit mask.
+_Insert = tuple[int, int, int, int, int, int, int, bytes, int]
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS records (
+    id INTEGER PRIMARY KEY,
+    model INTEGER NOT NULL,
+    type INTEGER NOT NULL,
+    device INTEGER NOT NULL,
+    seq INTEGER NOT NULL,
+    ts_ms INTEGER NOT NULL,
+    recv_ms INTEGER NOT NULL,
+    payload BLOB NOT NULL,
+    sinks INTEGER NOT NULL          -- bit mask of the sinks this record is routed to
+);
+CREATE TABLE IF NOT EXISTS sinks (
+    name TEXT PRIMARY KEY,
+    bit INTEGER NOT NULL UNIQUE,
+    cursor INTEGER NOT NULL DEFAULT 0 -- every record routed here with id <= cursor is confirmed
+);
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
+"""
+
+
+async def wait_event(event: asyncio.Event, timeout: float) -> None:
+    """Wait for `event` at most `timeout` seconds. (Not asyncio.wait_for: on 3.11 its inner task
+    can outlive a cancellation at loop shutdown and hang asyncio.run.)"""
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(timeout):
+            await event.wait()
+
+
+def idempotency_key(row: Row) -> str:
+    """Record.idempotency_key, without building the Record."""
+    return f"{row[1]:02x}-{row[3]:08x}-{row[4]}"
+
+
+def row_to_record(row: Row) -> Record:
+    return Record(
+        model_id=row[1],
+        frame_type=row[2],
+        device_id=row[3],
+        seq=row[4],
+        timestamp_ms=row[5],
+        received_ms=row[6],
+        payload=row[7],
+    )
+
+
+def _is_disk_full(exc: BaseException) -> bool:
+    return isinstance(exc, sqlite3.OperationalError) and (
+        getattr(exc, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL or "full" in str(exc)
+    )
+
+
+@dataclass
+class SpoolMetrics:
+    records: Gauge
+    bytes: Gauge
+    limit_bytes: Gauge
+    oldest_age: Gauge
+    full: Gauge
+    commit_seconds: Histogram
+
+    @classmethod
+    def create(cls, registry: CollectorRegistry) -> SpoolMetrics:
+        return cls(
+            records=Gauge(
+                "nanogridata_spool_records",
+                "Records not yet confirmed by every sink",
+                registry=registry,
+            ),
+            bytes=Gauge(
+                "nanogridata_spool_bytes",
+                "Spool size (payload + per-row overhead)",
+                registry=registry,
+            ),
+            limit_bytes=Gauge("nanogridata_spool_limit_bytes", "Spool byte limit", registry=registry),
+            oldest_age=Gauge(
+                "nanogridata_spool_oldest_record_age_seconds",
+                "Age of the oldest unconfirmed record",
+                registry=registry,
+            ),
+            full=Gauge("nanogridata_spool_full", "1 while new frames get BUSY", registry=registry),
+            commit_seconds=Histogram(
+                "nanogridata_spool_commit_seconds",
+                "Group-commit (fsync) latency",
+                buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
+                registry=registry,
+            ),
+        )
+
+
+class SpoolReader:
+    """A read connection for one sink worker (used from one thread at a time)."""
+
+    def __init__(self, path: str) -> None:
+        self._conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        self._conn.execute("PRAGMA query_only=1")
+
+    def read(self, after_id: int, bit: int, limit: int) -> tuple[list[Row], int]:
+        """Rows routed to `bit` with id > after_id (at most `limit`), and how far we scanned.
+
+        When fewer than `limit` rows come back, every committed id up to the returned position was
+        looked at, so the caller's cursor may skip there even if no row was for it.
+        """
+        conn = self._conn
+        conn.execute("BEGIN")  # one snapshot for both statements
+        try:
+            (max_id,) = conn.execute("SELECT coalesce(max(id), 0) FROM records").fetchone()
+            rows: list[Row] = conn.execute(
+                "SELECT id, model, type, device, seq, ts_ms, recv_ms, payload FROM records"
+                " WHERE id > ? AND id <= ? AND (sinks & ?) != 0 ORDER BY id LIMIT ?",
+                (after_id, max_id, 1 << bit, limit),
+            ).fetchall()
+        finally:
+            conn.execute("COMMIT")
+        scanned = rows[-1][0] if len(rows) >= limit else max(max_id, after_id)
+        return rows, scanned
+
+    def close(self) -> None:
+        self._conn.close()
+
+
+class Spool:
+    """The durable queue. Create with `Spool.open`, then `await append(...)` from the event loop."""
+
+    def __init__(
+        self,
+        path: str,
+        sink_names: Sequence[str],
+        max_bytes: int,
+        max_age_s: float,
+        commit_interval_s: float,
+        max_commit_records: int,
+        registry: CollectorRegistry,
+    ) -> None:
+        self.path = path
+        self.max_bytes = max_bytes
+        self.max_age_s = max_age_s
+        self.commit_interval_s = commit_interval_s
+        self.max_commit_records = max_commit_records
+        self.metrics = SpoolMetrics.create(registry)
+        self.metrics.limit_bytes.set(max_bytes)
+        self.metrics.oldest_age.set_function(self._oldest_age)
+
+        directory = os.path.dirname(os.path.abspath(path))
+        os.makedirs(directory, exist_ok=True)
+        self._writer_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="spool-writer")
+        self._conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        self._conn.execute("PRAGMA journal_mode=WAL")
+        self._conn.execute("PRAGMA synchronous=FULL")  # fsync the WAL at every commit
+        self._conn.execute("PRAGMA wal_autocheckpoint=4000")
+        self._conn.executescript(_SCHEMA)
+
+        self.bits: dict[str, int] = self._assign_bits(sink_names)
+        self.cursors: dict[str, int] = {
+            name: cursor
+            for name, cursor in self._conn.execute("SELECT name, cursor FROM sinks")
+            if name in self.bits
+        }
+        (max_id,) = self._conn.execute("SELECT coalesce(max(id), 0) FROM records").fetchone()
+        max_cursor = max(self.cursors.values(), default=0)
+        row = self._conn.execute("SELECT value FROM meta WHERE key='last_id'").fetchone()
+        self._next_id = max(max_id, max_cursor, row[0] if row else 0) + 1
+
+        count, total = self._conn.execute(
+            f"SELECT count(*), coalesce(sum(length(payload)), 0) + count(*) * {ROW_OVERHEAD_BYTES}"
+            " FROM records"
+        ).fetchone()
+        self.record_count: int = count
+        self.byte_count: int = total
+        self._oldest_recv_ms: int | None = self._query_oldest()
+
+        # queued groups: (rows with their ids, bytes, waiter)
+        self._pending: list[tuple[list[_Insert], int, asyncio.Future[None]]] = []
+        self._pending_rows = 0
+        self._pending_bytes = 0
+        self._wake: asyncio.Event | None = None
+        self._committer: asyncio.Task[None] | None = None
+        self._last_commit = 0.0
+        self._closed = False
+        self._healthy = True
+        self._dirty_cursors: dict[str, int] = {}
+        self._commit_listeners: list[Callable[[], None]] = []
+        self._stats_lock = threading.Lock()
+        self._update_gauges()
+
+    # --- setup ---------------------------------------------------------------------------
+
+    def _assign_bits(self, sink_names: Sequence[str]) -> dict[str, int]:
+        """Stable sink -> bit mapping across restarts; sinks removed from the config lose theirs."""
+        known = dict(self._conn.execute("SELECT name, bit FROM sinks").fetchall())
+        removed = [n for n in known if n not in sink_names]
+        self._conn.execute("BEGIN IMMEDIATE")
+        for name in removed:
+            bit = known.pop(name)
+            # The operator removed the sink: its outstanding obligations go with it (logged).
+            (orphaned,) = self._conn.execute(
+                "SELECT count(*) FROM records WHERE (sinks & ?) != 0", (1 << bit,)
+            ).fetchone()
+            log.warning(
+                "sink %r no longer configured: dropping its claim on %d spooled records",
+                name,
+                orphaned,
+            )
+            self._conn.execute(
+                "UPDATE records SET sinks = sinks & ~? WHERE (sinks & ?) != 0", (1 << bit, 1 << bit)
+            )
+            self._conn.execute("DELETE FROM records WHERE sinks = 0")
+            self._conn.execute("DELETE FROM sinks WHERE name = ?", (name,))
+        used = set(known.values())
+        for name in sink_names:
+            if name not in known:
+                bit = next(b for b in range(62) if b not in used)
+                used.add(bit)
+                known[name] = bit
+                self._conn.execute("INSERT INTO sinks(name, bit, cursor) VALUES (?, ?, 0)", (name, bit))
+        self._conn.execute("COMMIT")
+        return {name: known[name] for name in sink_names}
+
+    def _query_oldest(self) -> int | None:
+        row = self._conn.execute("SELECT recv_ms FROM records ORDER BY id LIMIT 1").fetchone()
+        return None if row is None else int(row[0])
+
+    def reader(self) -> SpoolReader:
+        return SpoolReader(self.path)
+
+    def add_commit_listener(self, callback: Callable[[], None]) -> None:
+        self._commit_listeners.append(callback)
+
+    # --- state -------------------------------------------------------------------------
+
+    def _oldest_age(self) -> float:
+        oldest = self._oldest_recv_ms
+        return 0.0 if oldest is None else max(0.0, time.time() - oldest / 1000)
+
+    def is_full(self) -> bool:
+        """True when a maximum-size record would not fit, or the oldest record is too old."""
+        return (
+            self.byte_count + self._pending_bytes + MAX_RECORD_BYTES > self.max_bytes
+            or self._oldest_age() > self.max_age_s
+        )
+
+    def is_ready(self) -> bool:
+        return self._healthy and not self._closed and not self.is_full()
+
+    def _update_gauges(self) -> None:
+        self.metrics.records.set(self.record_count)
+        self.metrics.bytes.set(self.byte_count)
+        self.metrics.full.set(1 if self.is_full() else 0)
+
+    # --- append (group commit) ---------------------------------------------------------
+
+    async def append(self, record: Record, sinks_mask: int) -> None:
+        """Return once `record` is committed to disk; StoreFull at the byte/age limit."""
+        await self.append_many(((record, sinks_mask),))
+
+    async def append_many(self, items: Iterable[tuple[Record, int]]) -> None:
+        """Commit several (record, sinks mask) pairs in one group; all or nothing.
+
+        Returns once every record is durable. StoreFull when the spool is at its limit (checked
+        once per call: a batch may overshoot the byte limit by its own size).
+        """
+        if self._closed:
+            raise RuntimeError("spool is closed")
+        if self.is_full():
+            self.metrics.full.set(1)
+            raise StoreFull(f"spool at its limit ({self.byte_count} of {self.max_bytes} bytes)")
+        next_id = self._next_id
+        rows: list[_Insert] = []
+        size = 0
+        for record, mask in items:
+            payload = record.payload
+            size += len(payload) + ROW_OVERHEAD_BYTES
+            rows.append(
+                (
+                    next_id,
+                    record.model_id,
+                    record.frame_type,
+                    record.device_id,
+                    record.seq,
+                    record.timestamp_ms,
+                    record.received_ms,
+                    payload,
+                    mask,
+                )
+            )
+            next_id += 1
+        if not rows:
+            return
+        # Ids are taken now, in queue order, and commits run in queue order: ids stay increasing
+        # in commit order (a failed commit leaves a gap, never a reuse).
+        self._next_id = next_id
+        loop = asyncio.get_running_loop()
+        if self._committer is None:
+            self._wake = asyncio.Event()
+            self._committer = loop.create_task(self._commit_loop(), name="spool-committer")
+        future: asyncio.Future[None] = loop.create_future()
+        self._pending.append((rows, size, future))
+        self._pending_rows += len(rows)
+        self._pending_bytes += size
+        assert self._wake is not None
+        self._wake.set()
+        await future
+
+    def _take_group(self) -> list[tuple[list[_Insert], int, asyncio.Future[None]]]:
+        count = 0
+        taken = 0
+        for rows, _, _ in self._pending:
+            if taken and count + len(rows) > self.max_commit_records:
+                break
+            count += len(rows)
+            taken += 1
+        group = self._pending[:taken]
+        del self._pending[:taken]
+        self._pending_rows -= count
+        return group
+
+    async def _commit_loop(self) -> None:
+        assert self._wake is not None
+        loop = asyncio.get_running_loop()
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            # At most one fsync per commit interval: later appends join this group.
+            delay = self._last_commit + self.commit_interval_s - time.monotonic()
+            if delay > 0 and self._pending_rows < self.max_commit_records and not self._closed:
+                await asyncio.sleep(delay)
+            if not self._pending and not self._dirty_cursors:
+                if self._closed:
+                    return
+                continue
+            group = self._take_group()
+            cursors, self._dirty_cursors = self._dirty_cursors, {}
+            rows = [row for entry in group for row in entry[0]]
+            group_bytes = sum(entry[1] for entry in group)
+            self._last_commit = time.monotonic()
+            try:
+                await loop.run_in_executor(self._writer_pool, self._write, rows, cursors)
+            except Exception as exc:
+                self._pending_bytes -= group_bytes
+                full = _is_disk_full(exc)
+                if not full:
+                    self._healthy = False
+                    log.error("spool commit failed: %s", exc)
+                error: BaseException = StoreFull(f"disk full: {exc}") if full else exc
+                for _, _, future in group:
+                    if not future.done():
+                        future.set_exception(error)
+                # Cursor updates are idempotent: keep them for the next commit.
+                for name, cursor in cursors.items():
+                    self._dirty_cursors.setdefault(name, cursor)
+            else:
+                self._healthy = True
+                self.metrics.commit_seconds.observe(time.monotonic() - self._last_commit)
+                self._pending_bytes -= group_bytes
+                self.record_count += len(rows)
+                self.byte_count += group_bytes
+                if self._oldest_recv_ms is None and rows:
+                    self._oldest_recv_ms = rows[0][6]
+                for _, _, future in group:
+                    if not future.done():
+                        future.set_result(None)
+                self._update_gauges()
+                if rows:
+                    for callback in self._commit_listeners:
+                        callback()
+            if self._pending or (self._closed and self._dirty_cursors):
+                self._wake.set()
+            elif self._closed:
+                return
+
+    def _write(self, rows: list[_Insert], cursors: dict[str, int]) -> None:
+        conn = self._conn
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            if rows:
+                conn.executemany("INSERT INTO records VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
+                conn.execute("INSERT OR REPLACE INTO meta VALUES ('last_id', ?)", (rows[-1][0],))
+            if cursors:
+                conn.executemany(
+                    "UPDATE sinks SET cursor = ? WHERE name = ?",
+                    [(c, n) for n, c in cursors.items()],
+                )
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+
+    # --- confirmation and deletion -----------------------------------------------------
+
+    def confirm(self, sink: str, cursor: int) -> None:
+        """The sink confirmed every record routed to it with id <= cursor (persisted lazily)."""
+        if cursor > self.cursors.get(sink, 0):
+            self.cursors[sink] = cursor
+            self._dirty_cursors[sink] = cursor
+
+    async def collect(self) -> int:
+        """Persist cursors and delete records every routed sink confirmed. Returns rows deleted."""
+        if not self._dirty_cursors:
+            return 0
+        cursors, self._dirty_cursors = self._dirty_cursors, {}
+        snapshot = dict(self.cursors)
+        loop = asyncio.get_running_loop()
+        try:
+            deleted, freed, oldest = await loop.run_in_executor(
+                self._writer_pool, self._delete_confirmed, cursors, snapshot
+            )
+        except Exception:
+            for name, cursor in cursors.items():
+                self._dirty_cursors.setdefault(name, cursor)
+            raise
+        self.record_count -= deleted
+        self.byte_count -= freed
+        self._oldest_recv_ms = oldest
+        self._update_gauges()
+        return deleted
+
+    def _delete_confirmed(
+        self, cursors: dict[str, int], snapshot: dict[str, int]
+    ) -> tuple[int, int, int | None]:
+        """Delete rows whose every routed sink's cursor is at or past them.
+
+        Sorted cursors c1 <= c2 <= ... cut the id space into ranges. In (c(j-1), c(j)] the sinks
+        with cursor < id are exactly sinks 1..j-1: a row there is done when it is routed to none
+        of them. One range-scan DELETE per range.
+        """
+        conn = self._conn
+        ordered = sorted((snapshot.get(name, 0), bit) for name, bit in self.bits.items())
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            conn.executemany(
+                "UPDATE sinks SET cursor = ? WHERE name = ?", [(c, n) for n, c in cursors.items()]
+            )
+            deleted = freed = 0
+            lower, pending_mask = 0, 0
+            for cursor, bit in ordered:
+                if cursor > lower:
+                    where = "id > ? AND id <= ? AND (sinks & ?) = 0"
+                    args = (lower, cursor, pending_mask)
+                    n, size = conn.execute(
+                        f"SELECT count(*), coalesce(sum(length(payload)), 0) FROM records WHERE {where}",
+                        args,
+                    ).fetchone()
+                    if n:
+                        conn.execute(f"DELETE FROM records WHERE {where}", args)
+                        deleted += n
+                        freed += size + n * ROW_OVERHEAD_BYTES
+                    lower = cursor
+                pending_mask |= 1 << bit
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        return deleted, freed, self._query_oldest()
+
+    # --- shutdown ----------------------------------------------------------------------
+
+    async def close(self) -> None:
+        """Commit what is pending, persist cursors, release the database."""
+        if self._closed:
+            return
+        self._closed = True
+        if self._committer is not None:
+            assert self._wake is not None
+            self._wake.set()
+            await self._committer
+        with contextlib.suppress(Exception):
+            await self.collect()
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(self._writer_pool, self._conn.close)
+        self._writer_pool.shutdown(wait=True)
+
+    # --- inspection (tests, tools) -----------------------------------------------------
+
+    def iter_rows(self) -> Iterable[Row]:
+        """All spooled rows in id order (a fresh read connection; safe while running)."""
+        conn = sqlite3.connect(self.path)
+        try:
+            yield from conn.execute(
+                "SELECT id, model, type, device, seq, ts_ms, recv_ms, payload FROM records ORDER BY id"
+            )
+        finally:
+            conn.close()

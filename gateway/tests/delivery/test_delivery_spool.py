@@ -1,0 +1,295 @@
+"""The spool behind records.Store: durability, group commit, limits, deletion rules, kill -9."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+from prometheus_client import CollectorRegistry
+
+from nanogridata_gateway.delivery import DeliveryStore, open_store
+from nanogridata_gateway.delivery_config import parse_delivery_config
+from nanogridata_gateway.records import StoreFull
+from nanogridata_gateway.replay import ReplayWindows
+
+from conftest import Collector, delivery_raw, free_port, make_record, metric, wait_for
+
+GATEWAY_SRC = Path(__file__).resolve().parents[2] / "src"
+
+
+def _store(raw: dict[str, object]) -> tuple[DeliveryStore, CollectorRegistry]:
+    registry = CollectorRegistry()
+    return open_store(parse_delivery_config(raw, env={}), ReplayWindows(), registry), registry
+
+
+def _dead_url() -> str:
+    return f"http://127.0.0.1:{free_port()}/nothing-listens-here"
+
+
+def _jsonl_keys(path: Path) -> list[str]:
+    if not path.exists():
+        return []
+    return [json.loads(line)["idempotencyKey"] for line in path.read_text().splitlines()]
+
+
+def test_appended_records_survive_close_and_reopen(tmp_path: Path) -> None:
+    raw = delivery_raw(tmp_path, {"alba": {"type": "http_json", "url": _dead_url()}})
+
+    async def write() -> None:
+        store, registry = _store(raw)
+        await store.start()
+        await asyncio.gather(*(store.append(make_record(seq, device_id=seq % 7)) for seq in range(1, 1001)))
+        assert metric(registry, "nanogridata_spool_records") == 1000
+        await store.close()
+
+    asyncio.run(write())
+    out = tmp_path / "out.jsonl"
+    raw2 = delivery_raw(tmp_path, {"alba": {"type": "jsonl", "path": str(out)}})
+
+    async def drain() -> None:
+        store, registry = _store(raw2)
+        assert metric(registry, "nanogridata_spool_records") == 1000
+        await store.start()
+        await wait_for(lambda: store.spool.record_count == 0, 20, "spool to drain")
+        await store.close()
+
+    asyncio.run(drain())
+    keys = _jsonl_keys(out)
+    assert sorted(keys) == sorted(make_record(s, device_id=s % 7).idempotency_key for s in range(1, 1001))
+
+
+def test_group_commit_puts_many_records_in_one_fsync(tmp_path: Path) -> None:
+    raw = delivery_raw(
+        tmp_path, {"alba": {"type": "http_json", "url": _dead_url()}}, spool={"commit_interval_ms": 10}
+    )
+
+    async def run() -> None:
+        store, registry = _store(raw)
+        await store.start()
+        await asyncio.gather(*(store.append(make_record(seq)) for seq in range(1, 5001)))
+        commits = metric(registry, "nanogridata_spool_commit_seconds_count")
+        assert 1 <= commits <= 250, commits  # 5,000 records, at least 20 per fsync
+        await store.close()
+
+    asyncio.run(run())
+
+
+def test_records_leave_only_when_every_routed_sink_confirmed(tmp_path: Path, collector: Collector) -> None:
+    second = Collector()
+    second.status = 503
+    raw = delivery_raw(
+        tmp_path,
+        {
+            "alba": {"type": "http_json", "url": collector.url, "retry_max_ms": 200},
+            "cycle": {"type": "http_json", "url": second.url, "retry_max_ms": 200},
+        },
+        routes={"TELEMETRY": ["alba", "cycle"], "EVENT": ["alba"], "CONFIG": ["cycle"], "COMMAND": ["local"]},
+    )
+
+    async def run() -> None:
+        store, registry = _store(raw)
+        await store.start()
+        await asyncio.gather(*(store.append(make_record(s, frame_type=0x01)) for s in range(100)))
+        await asyncio.gather(
+            *(store.append(make_record(s, device_id=2, frame_type=0x02)) for s in range(100))
+        )
+        await wait_for(lambda: len(collector.records) == 200, 20, "alba to get every record")
+        # Events (alba only) are gone; telemetry waits for cycle, which answers 503.
+        await wait_for(lambda: store.spool.record_count == 100, 10, "events to be deleted")
+        await asyncio.sleep(0.5)
+        assert store.spool.record_count == 100
+        assert metric(registry, "nanogridata_sink_errors_total", sink="cycle", **{"class": "http_5xx"}) > 0
+        second.status = 200
+        await wait_for(lambda: store.spool.record_count == 0, 20, "telemetry to be deleted")
+        assert len(second.records) == 100
+        assert metric(registry, "nanogridata_spool_bytes") == 0
+        await store.close()
+
+    try:
+        asyncio.run(run())
+    finally:
+        second.close()
+
+
+def test_byte_limit_gives_busy_then_recovers_without_loss(tmp_path: Path, collector: Collector) -> None:
+    collector.status = 503
+    raw = delivery_raw(
+        tmp_path,
+        {"alba": {"type": "http_json", "url": collector.url, "retry_max_ms": 100}},
+        spool={"max_bytes": 20_000},
+    )
+
+    async def run() -> None:
+        store, registry = _store(raw)
+        await store.start()
+        acked: list[str] = []
+        busy = 0
+        for seq in range(1, 2000):
+            record = make_record(seq)
+            try:
+                await store.append(record)
+                acked.append(record.idempotency_key)
+            except StoreFull:
+                busy += 1
+                if busy >= 5:
+                    break
+        assert busy == 5 and 50 < len(acked) < 2000
+        assert not store.is_ready()
+        assert metric(registry, "nanogridata_spool_full") == 1
+        assert metric(registry, "nanogridata_spool_bytes") <= 20_000
+        collector.status = 200  # space returns as the sink drains
+        await wait_for(lambda: store.spool.record_count == 0, 20, "spool to drain")
+        assert store.is_ready()
+        assert metric(registry, "nanogridata_spool_full") == 0
+        late = make_record(5000)
+        await store.append(late)
+        acked.append(late.idempotency_key)
+        await wait_for(lambda: len(collector.records) == len(acked), 10, "the late record")
+        await store.close()
+        assert sorted(collector.keys()) == sorted(acked)
+
+    asyncio.run(run())
+
+
+def test_ids_are_not_reused_after_the_spool_emptied(tmp_path: Path) -> None:
+    out = tmp_path / "out.jsonl"
+    raw = delivery_raw(tmp_path, {"alba": {"type": "jsonl", "path": str(out)}})
+
+    async def run(first: int) -> None:
+        store, _ = _store(raw)
+        await store.start()
+        for seq in range(first, first + 10):
+            await store.append(make_record(seq))
+        await wait_for(lambda: store.spool.record_count == 0, 10, "spool to drain")
+        await store.close()
+
+    asyncio.run(run(1))
+    asyncio.run(run(11))  # a reused id would sit below the persisted cursor and never leave
+    assert len(_jsonl_keys(out)) == 20
+
+
+_CHILD = textwrap.dedent(
+    """
+    import asyncio, sys, time
+    from prometheus_client import CollectorRegistry
+    from nanogridata_gateway.delivery import open_store
+    from nanogridata_gateway.delivery_config import parse_delivery_config
+    from nanogridata_gateway.records import Record
+    from nanogridata_gateway.replay import ReplayWindows
+    import json, cbor2
+
+    raw = json.loads(sys.argv[1])
+    store = open_store(parse_delivery_config(raw, env={}), ReplayWindows(), CollectorRegistry())
+
+    async def device(device_id):
+        seq = 0
+        while True:
+            seq += 1
+            now = int(time.time() * 1000)
+            await store.append(Record(0x10, 1, device_id, seq, now, now, cbor2.dumps({"v": seq})))
+            sys.stdout.write(f"{device_id} {seq}\\n")
+            sys.stdout.flush()
+
+    async def main():
+        await store.start()
+        await asyncio.gather(*(device(d) for d in range(50)))
+
+    asyncio.run(main())
+    """
+)
+
+
+def test_kill_9_mid_write_loses_no_acknowledged_record(tmp_path: Path) -> None:
+    """Every record whose append() returned before SIGKILL is there after reopening."""
+    raw = delivery_raw(tmp_path, {"alba": {"type": "http_json", "url": _dead_url()}})
+    env = {**os.environ, "PYTHONPATH": str(GATEWAY_SRC)}
+    child = subprocess.Popen(
+        [sys.executable, "-c", _CHILD, json.dumps(raw)], stdout=subprocess.PIPE, env=env, text=True
+    )
+    acked: set[tuple[int, int]] = set()
+    deadline = time.monotonic() + 60
+    try:
+        assert child.stdout is not None
+        while len(acked) < 3000 and time.monotonic() < deadline:
+            line = child.stdout.readline()
+            if not line:
+                break
+            device, seq = line.split()
+            acked.add((int(device), int(seq)))
+        child.send_signal(signal.SIGKILL)  # mid-write: 50 devices keep appending
+        # Lines the child wrote before dying are acknowledgements too.
+        for line in child.stdout:
+            device, seq = line.split()
+            acked.add((int(device), int(seq)))
+    finally:
+        child.kill()
+        child.wait()
+    assert len(acked) >= 3000, child.returncode
+
+    out = tmp_path / "out.jsonl"
+    raw2 = delivery_raw(tmp_path, {"alba": {"type": "jsonl", "path": str(out)}})
+
+    async def drain() -> None:
+        store, _ = _store(raw2)
+        await store.start()
+        await wait_for(lambda: store.spool.record_count == 0, 30, "spool to drain")
+        await store.close()
+
+    asyncio.run(drain())
+    stored = {(r["deviceId"], r["seq"]) for r in map(json.loads, out.read_text().splitlines())}
+    missing = acked - stored
+    assert not missing, f"{len(missing)} acknowledged records lost, e.g. {sorted(missing)[:5]}"
+
+
+@pytest.mark.parametrize("frame_type", [0x04])
+def test_commands_go_to_the_local_handler(
+    tmp_path: Path, frame_type: int, caplog: pytest.LogCaptureFixture
+) -> None:
+    raw = delivery_raw(tmp_path, {"alba": {"type": "http_json", "url": _dead_url()}})
+
+    async def run() -> None:
+        store, registry = _store(raw)
+        await store.start()
+        with caplog.at_level("INFO", logger="nanogridata_gateway.commands"):
+            await store.append(make_record(7, frame_type=frame_type, payload={"cmd": "reboot"}))
+            await wait_for(lambda: store.spool.record_count == 0, 10, "command handled")
+        assert metric(registry, "nanogridata_sink_records_delivered_total", sink="local") == 1
+        await store.close()
+
+    asyncio.run(run())
+    assert any("reboot" in message for message in caplog.messages)
+
+
+def test_append_many_commits_a_batch_in_one_group(tmp_path: Path) -> None:
+    out = tmp_path / "out.jsonl"
+    raw = delivery_raw(tmp_path, {"alba": {"type": "jsonl", "path": str(out)}}, spool={"max_bytes": 40_000})
+
+    async def run() -> None:
+        store, registry = _store(raw)
+        await store.start()
+        await store.append_many([make_record(seq, device_id=3) for seq in range(1, 101)])
+        assert metric(registry, "nanogridata_spool_commit_seconds_count") == 1
+        await wait_for(lambda: store.spool.record_count == 0, 10, "spool to drain")
+        await store.close()
+        # Full: refused as a whole, nothing of the batch is stored.
+        store, registry = _store(raw)
+        seq = 0
+        while not store.spool.is_full():  # no sink running: the spool only fills
+            await store.spool.append_many([(make_record(seq + i, device_id=4), 1) for i in range(10)])
+            seq += 10
+        with pytest.raises(StoreFull):
+            await store.append_many([make_record(10_000 + i, device_id=4) for i in range(5)])
+        assert store.spool.record_count == seq
+        assert metric(registry, "nanogridata_spool_full") == 1
+        await store.close()
+
+    asyncio.run(run())
+    assert len(_jsonl_keys(out)) == 100

@@ -1,0 +1,108 @@
+"""`nanogridata-gateway serve` as a real process with the real delivery store: frames in, ACKs out,
+records in the jsonl sink, SIGTERM drains and exits 0."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import cbor2
+import pytest
+
+from nanogridata_gateway.codec import build_frame, verify_ack
+from nanogridata_gateway.keys import derive_device_key
+from nanogridata_gateway.protocol import AckStatus
+
+SECRET_HEX = "c3" * 32
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_serve_acks_stores_and_drains_on_sigterm(tmp_path: Path, workers: int) -> None:
+    data_port, http_port = free_port(), free_port()
+    out = tmp_path / "records.jsonl"
+    cfg = tmp_path / "gateway.toml"
+    cfg.write_text(f"""
+[server]
+workers = {workers}
+reuse_port = {"true" if workers > 1 else "false"}
+data_host = "127.0.0.1"
+data_port = {data_port}
+metrics_host = "127.0.0.1"
+metrics_port = {http_port}
+[state]
+dir = "{tmp_path / "state"}"
+[models."0x10"]
+[spool]
+path = "{tmp_path / "spool.db"}"
+dead_letter_dir = "{tmp_path / "dead"}"
+[sinks.debug]
+type = "jsonl"
+path = "{out}"
+[routes]
+TELEMETRY = ["debug"]
+EVENT = ["debug"]
+CONFIG = ["debug"]
+COMMAND = ["local"]
+""")
+    env = dict(os.environ, NANOGRIDATA_SECRET_MODEL_10=SECRET_HEX)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "nanogridata_gateway.cli", "serve", "-c", str(cfg)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        env=env,
+    )
+    try:
+        deadline = time.time() + 20
+        while True:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{http_port}/ready", timeout=1) as resp:
+                    if resp.status == 200:
+                        break
+            except OSError:
+                pass
+            assert time.time() < deadline, "gateway did not become ready"
+            assert proc.poll() is None, proc.stdout.read() if proc.stdout else ""
+            time.sleep(0.1)
+        key = derive_device_key(bytes.fromhex(SECRET_HEX), 0x10, 5)
+        now = time.time_ns() // 1_000_000
+        frames = b"".join(
+            build_frame(key, 0x10, 1, 5, seq, now, cbor2.dumps({"p": seq}), 16) for seq in range(1, 11)
+        )
+        with socket.create_connection(("127.0.0.1", data_port), timeout=5) as sock:
+            sock.sendall(frames)
+            buf = b""
+            while len(buf) < 10 * 42:
+                chunk = sock.recv(4096)
+                assert chunk, "connection closed before all ACKs"
+                buf += chunk
+        acks = [verify_ack(key, buf[i : i + 42]) for i in range(0, 420, 42)]
+        assert {a.status for a in acks} == {AckStatus.OK} and sorted(a.seq for a in acks) == list(
+            range(1, 11)
+        )
+        deadline = time.time() + 10  # the sink forwards from the spool asynchronously
+        while time.time() < deadline and (not out.exists() or len(out.read_text().splitlines()) < 10):
+            time.sleep(0.1)
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=20) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    logs = proc.stdout.read().decode() if proc.stdout else ""
+    assert logs.count('"msg": "drain finished"') == workers, logs
+    assert all(json.loads(line) for line in logs.splitlines() if line.startswith("{"))  # JSON logs
+    records = [json.loads(line) for line in out.read_text().splitlines()]
+    assert sorted(r["seq"] for r in records) == list(range(1, 11))

@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# Config stage of nginx/: nginx.conf.j2 rendered and run by a real nginx (Debian nginx-light +
+# libnginx-mod-stream) in a private network namespace: PROXY protocol to the local gateway, the
+# peer gateway masking a dead local one, least_conn spreading, stub_status (nginx/tests/).
+#   ./scripts/test.sh --component nginx --stage config
+set -euo pipefail
+# shellcheck source=SCRIPTDIR/../../scripts/lib/common.sh
+source "$REPO_ROOT/scripts/lib/common.sh"
+
+case "${1:-}" in
+  -h|--help) sed -n '2,5p' "$0"; exit 0 ;;
+esac
+
+ensure_apt nginx-light libnginx-mod-stream util-linux iproute2
+require_cmd pytest "the tool venv provides it"
+cd "$REPO_ROOT"
+# unshare -n: nothing leaves this namespace, and the test ports cannot collide with anything.
+unshare -n bash -c 'ip link set lo up && python3 -m pytest -q -p no:cacheprovider nginx/tests' \
+  || die "nginx stream behaviour tests failed (above)"
+ok "nginx: stream config behaves as designed under a real nginx"

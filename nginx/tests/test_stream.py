@@ -1,0 +1,192 @@
+"""Behaviour of nginx/nginx.conf.j2 under a real nginx (Debian nginx-light + stream module).
+
+Run inside a private network namespace (nginx/ci/config.sh does `unshare -n`): nginx listens on
+127.0.0.1, the two "gateways" are throw-away TCP servers on 127.0.0.2 (local) and 127.0.0.3 (peer).
+"""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import jinja2
+import pytest
+
+TEMPLATE = Path(__file__).resolve().parents[1] / "nginx.conf.j2"
+DEVICE_PORT, TLS_PORT, DATA_PORT, STATUS_PORT = 15678, 15683, 15680, 18081
+LOCAL, PEER = "127.0.0.2", "127.0.0.3"
+
+
+def render(tmp: Path, **overrides: Any) -> Path:
+    env = jinja2.Environment(undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=False)
+    env.filters["bool"] = lambda v: v if isinstance(v, bool) else str(v).lower() in ("1", "true", "yes")
+    variables: dict[str, Any] = {
+        "nginx_stream_worker_processes": 1,
+        "nginx_stream_worker_rlimit_nofile": 1024,
+        "nginx_stream_worker_connections": 256,
+        "nginx_stream_pid": str(tmp / "nginx.pid"),
+        "nginx_stream_error_log": f"{tmp}/error.log info",
+        "nginx_stream_access_log": str(tmp / "stream-access.log"),
+        "nginx_stream_module_path": "/usr/lib/nginx/modules/ngx_stream_module.so",
+        "nginx_stream_upstream_mode": "local_first",
+        "nginx_stream_upstream_servers": [
+            {"address": f"{LOCAL}:{DATA_PORT}"},
+            {"address": f"{PEER}:{DATA_PORT}", "backup": True},
+        ],
+        "nginx_stream_max_fails": 1,
+        "nginx_stream_fail_timeout": "5s",
+        "nginx_stream_proxy_connect_timeout": "1s",
+        "nginx_stream_proxy_timeout": "30s",
+        "nginx_stream_proxy_next_upstream_tries": 2,
+        "nginx_stream_proxy_next_upstream_timeout": "3s",
+        "nginx_stream_listen_address": "127.0.0.1",
+        "nginx_stream_listen_port": DEVICE_PORT,
+        "nginx_stream_listen_backlog": 128,
+        "nginx_stream_tls_enabled": False,
+        "nginx_stream_tls_listen_port": TLS_PORT,
+        "nginx_stream_status_port": STATUS_PORT,
+    }
+    variables.update(overrides)
+    conf = tmp / "nginx.conf"
+    conf.write_text(env.from_string(TEMPLATE.read_text()).render(**variables))
+    return conf
+
+
+class Upstream:
+    """A fake gateway: records the first bytes of each session, holds it open until stopped."""
+
+    def __init__(self, address: str) -> None:
+        self.sock = socket.socket()
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.sock.bind((address, DATA_PORT))
+        self.sock.listen(16)
+        self.sock.settimeout(0.2)
+        self.sessions: list[bytes] = []
+        self.conns: list[socket.socket] = []
+        self.stopped = threading.Event()
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _serve(self) -> None:
+        while not self.stopped.is_set():
+            try:
+                conn, _ = self.sock.accept()
+            except TimeoutError:
+                continue
+            conn.settimeout(2)
+            data = b""
+            while b"\r\n" not in data or not data.endswith(b"!"):
+                chunk = conn.recv(4096)
+                if not chunk:
+                    break
+                data += chunk
+            self.sessions.append(data)
+            self.conns.append(conn)
+
+    def close(self) -> None:
+        self.stopped.set()
+        self.thread.join()
+        for conn in self.conns:
+            conn.close()
+        self.sock.close()
+
+
+@pytest.fixture
+def nginx(tmp_path: Path) -> Iterator[Any]:
+    procs: list[Path] = []
+
+    def start(**overrides: Any) -> None:
+        conf = render(tmp_path, **overrides)
+        subprocess.run(["nginx", "-t", "-q", "-c", str(conf)], check=True)
+        subprocess.run(["nginx", "-c", str(conf)], check=True)
+        procs.append(conf)
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:
+            try:
+                socket.create_connection(("127.0.0.1", STATUS_PORT), timeout=0.2).close()
+                return
+            except OSError:
+                time.sleep(0.05)
+        raise AssertionError("nginx did not start listening")
+
+    yield start
+    for conf in procs:
+        subprocess.run(["nginx", "-c", str(conf), "-s", "stop"], check=False)
+    time.sleep(0.3)
+
+
+def device_session(payload: bytes = b"frame!") -> socket.socket:
+    conn = socket.create_connection(("127.0.0.1", DEVICE_PORT), timeout=3)
+    conn.sendall(payload)
+    return conn
+
+
+def wait_sessions(upstream: Upstream, count: int) -> None:
+    deadline = time.monotonic() + 5
+    while len(upstream.sessions) < count and time.monotonic() < deadline:
+        time.sleep(0.05)
+
+
+def test_local_gateway_first_with_proxy_protocol(nginx: Any) -> None:
+    local, peer = Upstream(LOCAL), Upstream(PEER)
+    try:
+        nginx()
+        conn = device_session()
+        wait_sessions(local, 1)
+        conn.close()
+        assert len(local.sessions) == 1 and not peer.sessions
+        header, _, body = local.sessions[0].partition(b"\r\n")
+        assert header.startswith(b"PROXY TCP4 127.0.0.1 127.0.0.1 "), header
+        assert header.endswith(f" {DEVICE_PORT}".encode()), header
+        assert body == b"frame!"
+    finally:
+        local.close()
+        peer.close()
+
+
+def test_dead_local_gateway_is_masked_by_the_peer(nginx: Any) -> None:
+    peer = Upstream(PEER)  # nothing listens on the local gateway's address
+    try:
+        nginx()
+        conns = [device_session() for _ in range(3)]
+        wait_sessions(peer, 3)
+        for conn in conns:
+            conn.close()
+        assert len(peer.sessions) == 3
+        assert all(s.startswith(b"PROXY TCP4 ") for s in peer.sessions)
+    finally:
+        peer.close()
+
+
+def test_least_conn_spreads_sessions_over_both_gateways(nginx: Any) -> None:
+    local, peer = Upstream(LOCAL), Upstream(PEER)
+    try:
+        nginx(nginx_stream_upstream_mode="least_conn")
+        conns = []
+        for _ in range(4):
+            conns.append(device_session())
+            time.sleep(0.1)
+        wait_sessions(local, 2)
+        wait_sessions(peer, 2)
+        for conn in conns:
+            conn.close()
+        assert (len(local.sessions), len(peer.sessions)) == (2, 2)
+    finally:
+        local.close()
+        peer.close()
+
+
+def test_stub_status_answers_on_loopback(nginx: Any) -> None:
+    nginx()
+    with socket.create_connection(("127.0.0.1", STATUS_PORT), timeout=3) as conn:
+        conn.sendall(b"GET /stub_status HTTP/1.0\r\nHost: localhost\r\n\r\n")
+        reply = b""
+        while chunk := conn.recv(4096):
+            reply += chunk
+    assert b" 200 " in reply.split(b"\r\n", 1)[0]
+    assert b"Active connections:" in reply

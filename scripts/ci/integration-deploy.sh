@@ -1,0 +1,158 @@
+#!/usr/bin/env bash
+# Integration hook: the operator scripts against the lab, for real.
+#   1. scripts/deploy.sh lab (cold on a fresh machine, or on top of the running lab)
+#   2. a second deploy with a new --version while devices send traffic: 0 acknowledged frames lost
+#   3. scripts/rollback.sh back to the first version, traffic flowing: 0 lost
+#   4. backup.sh lab; the gateways' replay state and secrets and the collector's data are destroyed;
+#      restore.sh brings them back: an old frame is refused as a duplicate again, and the points
+#      sent before the backup are queryable again.
+# Prints the measured durations. Runs in its own lab "deploy" (172.30.59.0/24), never in the lab
+# "lab" people work in; the lab is kept for the next run (cheap re-run) unless
+# NGD_DEPLOY_CI_DOWN=1. NGD_DEPLOY_CI_FRESH=1 starts from `lab.sh down` (a cold deploy).
+set -euo pipefail
+export NGD_LAB="${NGD_DEPLOY_CI_LAB:-deploy}" NGD_LAB_SUBNET="${NGD_DEPLOY_CI_SUBNET:-172.30.59.0/24}"
+source "$REPO_ROOT/scripts/lib/common.sh"
+source "$REPO_ROOT/scripts/ops/lib.sh"
+cd "$REPO_ROOT"
+
+LAB_SH="$REPO_ROOT/scripts/lab.sh"
+declare -a TIMINGS=()
+timed() {  # timed LABEL CMD...
+  local label="$1" t=$SECONDS rc=0
+  shift
+  "$@" || rc=$?
+  TIMINGS+=("$(printf '%-40s %5ds%s' "$label" "$((SECONDS - t))" "${rc/#0/}")")
+  return "$rc"
+}
+fail() { die "deploy integration: $*"; }
+in_lab() { "$LAB_SH" shell "$@" </dev/null; }
+
+ensure_docker
+if [[ "${NGD_DEPLOY_CI_FRESH:-0}" == 1 ]]; then "$LAB_SH" down; fi
+WORK=$(mktemp -d)
+TRAFFIC_STOP="$WORK/stop-traffic"
+cleanup() {
+  touch "$TRAFFIC_STOP"
+  wait 2>/dev/null || true
+  rm -rf "$WORK"
+  if [[ "${NGD_DEPLOY_CI_DOWN:-0}" == 1 ]]; then "$LAB_SH" down >/dev/null 2>&1 || true; fi
+}
+trap cleanup EXIT
+
+current_release() {  # the release both gateways run (fails when they differ)
+  local json="$WORK/status.json"
+  ops_status lab "$json" || return 1
+  ops_status_field "$json" "(lambda c: c.pop() if len(c) == 1 else 'MIXED:' + ','.join(sorted(c)))({h['current'] for h in s.values()})"
+}
+
+# --- 1. deploy ----------------------------------------------------------------------------------
+# The lab is kept between runs: on a fresh machine the first deploy is cold and a second one
+# measures a re-run with nothing to change; on a reused lab the first one already is that re-run.
+if [[ -z "$("$DOCKER" ps -q --filter "label=io.nanogridata.lab=$NGD_LAB")" ]]; then
+  timed "deploy.sh lab (cold)" ./scripts/deploy.sh lab --yes || fail "deploy.sh lab failed"
+fi
+timed "deploy.sh lab (re-run)" ./scripts/deploy.sh lab --yes || fail "re-running deploy.sh lab failed"
+V1=$(current_release)
+[[ -n "$V1" && "$V1" != MIXED:* ]] || fail "after deploy.sh the gateways do not run one release: '$V1'"
+log "first release: $V1"
+PROBE_SIM="/opt/nanogridata/probe/$V1/venv/bin/nanogridata-sim"
+in_lab devices test -x "$PROBE_SIM" || fail "deploy.sh did not install the probe simulator on the devices host"
+SECRET_HEX=$("$LAB_SH" secret gateway-model-0x10 | sha256sum | cut -d' ' -f1)
+VIP=$(ops_inventory_var lab gw-a ngd_vip)
+DEVICE_PORT=$(ops_port ngd_device_port)
+
+sim() {  # sim ARGS...: the simulator on the devices host against the VIP, JSON report on stdout
+  in_lab devices env NANOGRIDATA_SECRET_MODEL_10="$SECRET_HEX" "$PROBE_SIM" --host "$VIP" \
+    --port "$DEVICE_PORT" --model 0x10 --json --state-file /var/tmp/ngd-ci-sim-state.json "$@"
+}
+
+# traffic_start NAME: back-to-back 8 s simulator runs (5 devices, 25 frames/s) until
+# traffic_stop; at most 40 runs (~6 min). Each run's report is one line of $WORK/NAME.jsonl.
+traffic_start() {
+  rm -f "$TRAFFIC_STOP" "$WORK/$1.jsonl"
+  (
+    for ((i = 0; i < 40; i++)); do
+      [[ -e "$TRAFFIC_STOP" ]] && break
+      sim --devices 5 --device-base $((2000000 + i * 10)) --rate 25 --duration 8 --drain 10 \
+        >>"$WORK/$1.jsonl" 2>>"$WORK/$1.err" || true
+    done
+  ) &
+  TRAFFIC_PID=$!
+  sleep 3  # the first run is connected before the change starts
+}
+# traffic_stop NAME: stop after the running round; fail unless every frame sent was acknowledged.
+traffic_stop() {
+  touch "$TRAFFIC_STOP"
+  wait "$TRAFFIC_PID" || true
+  python3 - "$WORK/$1.jsonl" "$1" <<'PY' || fail "traffic during $1 lost acknowledged frames (above; $(tail -3 "$WORK/$1.err" 2>/dev/null))"
+import json, sys
+runs = [json.loads(line) for line in open(sys.argv[1]) if line.strip().startswith("{")]
+sent = sum(r["sent"] for r in runs)
+acked = sum(r["acked"] for r in runs)
+lost = sum(r["lost"] for r in runs)
+bad = sum(r["bad_acks"] + r["unexpected_acks"] for r in runs)
+print(f"traffic during {sys.argv[2]}: {len(runs)} runs, sent {sent}, acked {acked}, lost {lost}, bad acks {bad}, "
+      f"reconnects {sum(r['reconnects'] for r in runs)}")
+sys.exit(0 if runs and acked > 0 and lost == 0 and bad == 0 else 1)
+PY
+}
+
+# --- 2. rolling deploy of a new version under traffic -----------------------------------------
+V2="${V1%%+*}+ci.$(date -u +%Y%m%d%H%M%S)"
+traffic_start rolling-deploy
+timed "deploy.sh lab --version (rolling)" ./scripts/deploy.sh lab --version "$V2" --yes || fail "the rolling deploy of $V2 failed"
+traffic_stop rolling-deploy
+[[ "$(current_release)" == "$V2" ]] || fail "after the rolling deploy the gateways do not run $V2"
+
+# --- 3. rollback under traffic -------------------------------------------------------------------
+./scripts/rollback.sh lab --list
+./scripts/rollback.sh lab --to no-such-release --yes >/dev/null 2>&1 && fail "rollback.sh accepted a release that is not installed"
+traffic_start rollback
+timed "rollback.sh lab --to V1" ./scripts/rollback.sh lab --to "$V1" --yes || fail "rollback to $V1 failed"
+traffic_stop rollback
+[[ "$(current_release)" == "$V1" ]] || fail "after the rollback the gateways do not run $V1"
+
+# --- 4. backup / restore round trip ---------------------------------------------------------------
+REPLAY_DEVICE=$((1000000 + $(date +%s) % 1000000)) REPLAY_SEQ=$(( $(date +%s) ))
+first=$(sim --devices 1 --device-base "$REPLAY_DEVICE" --seq-start "$REPLAY_SEQ" --max-frames 3 --rate 10 --duration 5)
+python3 -c 'import json,sys; r=json.loads(sys.argv[1]); sys.exit(0 if r["acked_ok"] == 3 and r["lost"] == 0 else 1)' "$first" \
+  || fail "the frames before the backup were not all accepted: $first"
+series_query="http://127.0.0.1:$(ops_port ngd_victoriametrics_port)/api/v1/series?match[]=%7Bdevice%3D%22$REPLAY_DEVICE%22%7D"
+points() { in_lab collector curl -fsS "$series_query" | python3 -c 'import json,sys; print(len(json.load(sys.stdin)["data"]))'; }
+for ((i = 0; i < 30; i++)); do [[ "$(points)" -gt 0 ]] && break; sleep 1; done
+[[ "$(points)" -gt 0 ]] || fail "the frames of device $REPLAY_DEVICE never reached VictoriaMetrics"
+
+BACKUP_ROOT="$WORK/backups"
+timed "backup.sh lab" env NGD_BACKUP_ROOT="$BACKUP_ROOT" ./scripts/backup.sh lab || fail "backup.sh lab failed"
+BACKUP=$(find "$BACKUP_ROOT/lab" -mindepth 1 -maxdepth 1 -type d | head -1)
+[[ -n "$BACKUP" ]] || fail "backup.sh wrote nothing under $BACKUP_ROOT/lab"
+for h in gw-a gw-b collector; do
+  [[ -f "$BACKUP/$h/SHA256SUMS" ]] || fail "the backup has no checksummed folder for $h"
+done
+
+# A corrupted copy must be refused before anything is touched.
+cp -a "$BACKUP" "$WORK/corrupt"
+printf 'x' >>"$WORK/corrupt/gw-b/gateway.tar.gz"
+./scripts/restore.sh lab "$WORK/corrupt" --yes >/dev/null 2>&1 && fail "restore.sh accepted a backup whose checksum does not match"
+
+secret_sum() { in_lab "$1" sha256sum /etc/nanogridata/secrets.toml | cut -d' ' -f1; }
+sum_before=$(secret_sum gw-b)
+log "destroying the gateways' replay state, gw-b's secrets and the collector's data"
+for h in gw-a gw-b; do
+  in_lab "$h" sh -c 'systemctl stop nanogridata-gateway && rm -rf /var/lib/nanogridata/*'
+done
+in_lab gw-b rm -f /etc/nanogridata/secrets.toml
+in_lab collector sh -c 'systemctl stop victoria-metrics && rm -rf /var/lib/victoria-metrics/* && systemctl start victoria-metrics'
+sleep 2
+[[ "$(points)" == 0 ]] || fail "the collector still has device $REPLAY_DEVICE after its data was destroyed"
+
+timed "restore.sh lab" ./scripts/restore.sh lab "$BACKUP" --yes || fail "restore.sh lab failed"
+[[ "$(secret_sum gw-b)" == "$sum_before" ]] || fail "gw-b's secrets are not the backed-up ones after the restore"
+[[ "$(points)" -gt 0 ]] || fail "the points of device $REPLAY_DEVICE are not queryable after the restore"
+again=$(sim --devices 1 --device-base "$REPLAY_DEVICE" --seq-start "$REPLAY_SEQ" --max-frames 3 --rate 10 --duration 5)
+python3 -c 'import json,sys; r=json.loads(sys.argv[1]); sys.exit(0 if r["duplicates"] + r["stale"] == 3 and r["acked_ok"] == 0 else 1)' "$again" \
+  || fail "after the restore the old frames were not refused as duplicates (replay state not back): $again"
+ok "backup/restore: secrets, replay state (old frames refused again) and telemetry points are back"
+
+banner "deploy integration timings"
+printf '%s\n' "${TIMINGS[@]}"

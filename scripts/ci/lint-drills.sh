@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# Lint hook of the failover drills (scripts/drills): ruff and mypy --strict over their Python.
+# ShellCheck of scripts/drill.sh and scripts/ci/*-drills.sh is done by scripts/ci/lint.sh.
+set -euo pipefail
+source "$REPO_ROOT/scripts/lib/common.sh"
+cd "$REPO_ROOT"
+
+ruff check --quiet --target-version py311 --line-length 100 --select E,F,W,I,B,UP,N,SIM,RUF scripts/drills \
+  || die "ruff check found problems in scripts/drills (above)"
+ruff format --check --quiet --line-length 100 scripts/drills \
+  || die "ruff format: run 'ruff format --line-length 100 scripts/drills'"
+mypy --strict --python-version 3.11 --no-error-summary --ignore-missing-imports \
+  --cache-dir "$NGD_CACHE/mypy-drills" scripts/drills/ngd_drills scripts/drills/tests \
+  || die "mypy found problems in scripts/drills (above)"
+ok "drills lint passed: ruff, mypy"

@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# Lint hook of the scripts component, repository-wide for shell and YAML:
+#   ShellCheck on every *.sh of the repository (and extension-less bash entry points),
+#   yamllint over every YAML file (root .yamllint), ruff + mypy over the scripts' Python,
+#   ansible-lint over the shared molecule playbooks.
+set -euo pipefail
+source "$REPO_ROOT/scripts/lib/common.sh"
+cd "$REPO_ROOT"
+
+ensure_apt shellcheck
+
+# Everything in the tree but VCS, caches, generated lab files and vendored dependencies.
+prune=(-path ./.git -o -path ./.lab -o -name node_modules -o -name .terraform -o -name .venv
+  -o -name build -o -name '.*_cache')
+mapfile -t shell_files < <(
+  { find . \( "${prune[@]}" \) -prune -o -type f -name '*.sh' -print
+    # Executables without an extension that are bash scripts (.ci/run, ...).
+    find . \( "${prune[@]}" \) -prune -o -type f -perm -u+x ! -name '*.*' -print \
+      | while read -r f; do head -c 64 "$f" | grep -qE '^#!.*\b(ba)?sh\b' && echo "$f"; done
+  } | sort -u)
+((${#shell_files[@]})) || die "no shell scripts found: wrong directory?"
+log "shellcheck: ${#shell_files[@]} files"
+shellcheck -x -P SCRIPTDIR "${shell_files[@]}" || die "shellcheck found problems (above)"
+
+log "yamllint: every YAML file (config .yamllint)"
+yamllint -f parsable . >"${TMPDIR:-/tmp}/ngd-yamllint.$$" || {
+  grep -v '\[warning\]' "${TMPDIR:-/tmp}/ngd-yamllint.$$" >&2; rm -f "${TMPDIR:-/tmp}/ngd-yamllint.$$"
+  die "yamllint found errors (above)"
+}
+warnings=$(grep -c '\[warning\]' "${TMPDIR:-/tmp}/ngd-yamllint.$$" || true)
+rm -f "${TMPDIR:-/tmp}/ngd-yamllint.$$"
+((warnings == 0)) || log "yamllint: $warnings warnings (long lines; not fatal)"
+
+python_files=(scripts/lab/*.py scripts/tests/*.py molecule/smoke/tests/*.py)
+log "ruff + mypy: ${python_files[*]}"
+ruff check --quiet --target-version py311 --line-length 100 --select E,F,W,I,B,UP,N,SIM,RUF "${python_files[@]}" \
+  || die "ruff check found problems (above)"
+ruff format --check --quiet --line-length 100 "${python_files[@]}" \
+  || die "ruff format: run 'ruff format --line-length 100 ${python_files[*]}'"
+mypy --strict --python-version 3.11 --no-error-summary --ignore-missing-imports \
+  --cache-dir "$NGD_CACHE/mypy-scripts" "${python_files[@]}" || die "mypy found problems (above)"
+log "ansible-lint: molecule/shared and molecule/smoke playbooks"
+ansible-lint -q molecule/shared/create.yml molecule/shared/destroy.yml molecule/smoke/converge.yml \
+  || die "ansible-lint found problems in molecule/shared or molecule/smoke (above)"
+ok "scripts lint passed: shellcheck, yamllint, ruff, mypy, ansible-lint"

@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# Unit hook of the operator scripts (deploy/rollback/backup/restore): command lines, preflight
+# refusals (dirty input, missing token/vault, critical alert, production confirmation), checksum
+# refusal of restore, git describe -> PEP 440. No Docker, no cloud. Also lints scripts/ops Python.
+set -euo pipefail
+source "$REPO_ROOT/scripts/lib/common.sh"
+cd "$REPO_ROOT"
+py=(scripts/ops/*.py scripts/ops/tests/*.py)
+ruff format --check --quiet --line-length 110 "${py[@]}" || die "ruff format: run ruff format --line-length 110 scripts/ops"
+ruff check --quiet --target-version py311 --line-length 110 --select E,F,W,I,B,UP,N,SIM,RUF "${py[@]}" \
+  || die "ruff found problems in scripts/ops (above)"
+mypy --strict --python-version 3.11 --no-error-summary --ignore-missing-imports \
+  --cache-dir "$NGD_CACHE/mypy-ops" "${py[@]}" || die "mypy found problems in scripts/ops (above)"
+pytest -q -p no:cacheprovider scripts/ops/tests || die "operator script unit tests failed"

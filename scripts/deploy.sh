@@ -1,0 +1,228 @@
+#!/usr/bin/env bash
+# Deploy the Nanogridata gateway pair to an environment: preflight, infrastructure, build,
+# Ansible roll-out, verification, summary. The README's main command is `./scripts/deploy.sh lab`.
+set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/lib/common.sh"
+source "$REPO_ROOT/scripts/lib/toolenv.sh"
+source "$REPO_ROOT/scripts/ops/lib.sh"
+
+usage() {
+  cat <<USAGE
+Usage: ${0##*/} ENV [--version V] [--infra|--no-infra] [--check] [--yes]
+
+Deploys the gateway pair to ENV (lab, staging or production):
+  1. preflight   tools, vault password, cloud token (infra), Alertmanager has no critical alert
+                 firing (production), clean working tree or --version
+  2. infra       lab: scripts/lab.sh up (Docker, images, hosts); staging/production: tofu plan,
+                 confirm, apply in terraform/environments/ENV, then terraform/inventory_bridge.py
+  3. build       the gateway wheelhouse, versioned from git (git describe -> PEP 440)
+  4. deploy      first deploy: ansible/site.yml; later deploys of a new version: ansible/deploy.yml
+                 (rolling, drain, health gates); the same version again: site.yml (converge)
+  5. verify      testinfra (ansible/tests/infra, non-disruptive), VIP probe, end-to-end probe
+                 frames sent to the VIP and found in VictoriaMetrics. When it fails after a
+                 rolling deploy, the gateways are rolled back to the previous release.
+  6. summary     version, nodes, VIP holder, URLs, step durations
+
+Options:
+  --version V    deploy this version (PEP 440) instead of the one git describes; needed on a
+                 dirty working tree for staging/production
+  --infra        run step 2 even where it is skipped by default
+  --no-infra     skip step 2 (use the existing hosts and inventory)
+  --check        Ansible check/diff mode: show what would change, change nothing (no infra
+                 apply, no verify)
+  --yes          no confirmation prompts (production otherwise asks to type its name)
+  -h, --help     this help
+
+Environment: NGD_LAB / NGD_LAB_SUBNET (another lab than "lab", as for scripts/lab.sh),
+NGD_VAULT_PASSWORD_FILE (vault password file; the lab makes its own),
+NGD_ALERTMANAGER_URL (Alertmanager to ask in preflight; default: the monitoring host's),
+HCLOUD_TOKEN (staging/production infra), NGD_DEPLOY_SKIP_TESTINFRA=1 (skip testinfra only).
+Every run writes logs/deploy-ENV-<UTC time>.log.
+USAGE
+}
+
+ENV_NAME="" VERSION="" INFRA="" CHECK=0
+while (($#)); do
+  case "$1" in
+    --version) VERSION="${2:?--version needs a value, e.g. --version 1.2.0}"; shift 2 ;;
+    --version=*) VERSION="${1#*=}"; shift ;;
+    --infra) INFRA=1; shift ;;
+    --no-infra) INFRA=0; shift ;;
+    --check) CHECK=1; shift ;;
+    --yes|-y) export ASSUME_YES=1; shift ;;
+    -h|--help) usage; exit 0 ;;
+    -*) usage >&2; die "unknown option: $1" ;;
+    *) [[ -z "$ENV_NAME" ]] || die "one environment only (got '$ENV_NAME' and '$1')"; ENV_NAME=$1; shift ;;
+  esac
+done
+[[ -n "$ENV_NAME" ]] || { usage >&2; die "missing ENV (lab, staging or production)"; }
+ops_check_env "$ENV_NAME"
+[[ -n "$INFRA" ]] || INFRA=1
+INVENTORY=$(ops_inventory "$ENV_NAME")
+TF_DIR="$REPO_ROOT/terraform/environments/$ENV_NAME"
+T_START=$SECONDS
+
+ops_log_start deploy "$ENV_NAME"
+on_exit() {
+  local rc=$?
+  ((rc == 0)) || printf '%s\n' "deploy $ENV_NAME FAILED after $((SECONDS - T_START))s; log: ${OPS_LOG#"$REPO_ROOT"/}" >&2
+  return "$rc"
+}
+trap on_exit EXIT
+ops_steps 6
+
+# --- 1. preflight -------------------------------------------------------------------------------
+step "preflight"
+# Checks of the command line and the operator's machine first: they fail in a second.
+if [[ -n "$VERSION" ]]; then
+  ops_check_version "$VERSION"
+elif [[ "$ENV_NAME" != lab && -n "$(git -C "$REPO_ROOT" status --porcelain 2>/dev/null)" ]]; then
+  die "the working tree has uncommitted changes: commit them, or name the release with --version"
+fi
+if [[ "$ENV_NAME" != lab ]]; then
+  if ((INFRA)); then
+    [[ -n "${HCLOUD_TOKEN:-}" ]] || die "HCLOUD_TOKEN is not set (needed by tofu for --infra); export it or pass --no-infra"
+    [[ -d "$TF_DIR" ]] || die "no Terraform environment at ${TF_DIR#"$REPO_ROOT"/}"
+  fi
+  [[ -n "$(ops_vault_file "$ENV_NAME")" ]] \
+    || die "no vault password file: set NGD_VAULT_PASSWORD_FILE or create ~/.config/nanogridata/vault-password-$ENV_NAME"
+  [[ -f "$INVENTORY" ]] || ((INFRA)) || die "no inventory ${INVENTORY#"$REPO_ROOT"/}: run with --infra (tofu + inventory bridge) first"
+fi
+toolenv_activate
+for tool in ansible-playbook ansible-inventory pytest git python3; do require_cmd "$tool" "the tool venv should provide it"; done
+log "ansible $(ansible --version 2>/dev/null | sed -nE '1s/.*core ([0-9.]+).*/\1/p'), python $(python3 -c 'import sys; print(sys.version.split()[0])')"
+if [[ "$ENV_NAME" == lab ]]; then ensure_docker; fi
+if [[ "$ENV_NAME" != lab && ( -f "$INVENTORY" || -n "${NGD_ALERTMANAGER_URL:-}" ) ]]; then
+  # A deploy must not add a change on top of an ongoing incident.
+  python3 "$OPS_DIR/alerts.py" --inventory "$INVENTORY" --port "$(ops_port ngd_alertmanager_port)" \
+    --severity critical ${NGD_ALERTMANAGER_URL:+--url "$NGD_ALERTMANAGER_URL"} || {
+    alerts_rc=$?
+    reason="a critical alert is firing (above): resolve or silence it first"
+    [[ $alerts_rc == 2 ]] && reason="Alertmanager cannot be asked (above): a deploy must not go ahead blind"
+    [[ "$ENV_NAME" == production ]] && die "$reason"
+    warn "$reason; continuing ($ENV_NAME is not production)"
+  }
+fi
+if [[ "$ENV_NAME" == production && $CHECK == 0 ]]; then
+  confirm "Deploy to PRODUCTION." production
+fi
+
+# --- 2. infrastructure ------------------------------------------------------------------------
+step "infrastructure"
+if ((INFRA == 0)); then
+  log "skipped (--no-infra)"
+elif [[ "$ENV_NAME" == lab ]]; then
+  "$REPO_ROOT/scripts/lab.sh" up
+  ops_lab_inventory
+else
+  bash "$REPO_ROOT/terraform/tools/install-tofu.sh"
+  eval "$(bash "$REPO_ROOT/terraform/tools/install-tofu.sh" --print-env)"
+  require_cmd tofu "terraform/tools/install-tofu.sh should have installed it"
+  tofu -chdir="$TF_DIR" init -input=false >/dev/null || die "tofu init failed in ${TF_DIR#"$REPO_ROOT"/}"
+  plan_file="$TF_DIR/deploy.tfplan"
+  set +e
+  tofu -chdir="$TF_DIR" plan -input=false -detailed-exitcode -out="$plan_file"
+  plan_rc=$?
+  set -e
+  case $plan_rc in
+    0) log "no infrastructure change" ;;
+    2)
+      if ((CHECK)); then
+        log "check mode: the plan above is NOT applied"
+      else
+        confirm "Apply this plan to $ENV_NAME?" "$ENV_NAME"
+        tofu -chdir="$TF_DIR" apply -input=false "$plan_file" || die "tofu apply failed"
+      fi ;;
+    *) die "tofu plan failed (above)" ;;
+  esac
+  rm -f "$plan_file"
+  python3 "$REPO_ROOT/terraform/inventory_bridge.py" "$ENV_NAME" || die "the inventory bridge failed (above)"
+fi
+[[ -f "$INVENTORY" ]] || die "no inventory at ${INVENTORY#"$REPO_ROOT"/}"
+ops_ansible "$ENV_NAME" all -m ansible.builtin.ping >/dev/null || die "some hosts of the inventory do not answer (ansible ping)"
+ok "every host of ${INVENTORY#"$REPO_ROOT"/} answers"
+
+# --- 3. build ---------------------------------------------------------------------------------
+step "build the gateway release"
+[[ -n "$VERSION" ]] || VERSION=$(ops_git_version)
+log "release: $VERSION"
+ops_build_wheelhouse "$VERSION"
+
+# --- 4. deploy --------------------------------------------------------------------------------
+step "deploy"
+STATUS_JSON=$(mktemp)
+ops_status "$ENV_NAME" "$STATUS_JSON" || die "could not read the gateways' release state"
+installed_on=$(ops_status_field "$STATUS_JSON" "sum(1 for h in s.values() if h['current'])")
+current_on=$(ops_status_field "$STATUS_JSON" "sum(1 for h in s.values() if h['current'] == '$VERSION')")
+nodes=$(ops_status_field "$STATUS_JSON" "len(s)")
+PREVIOUS=$(ops_status_field "$STATUS_JSON" "sorted({h['current'] for h in s.values() if h['current']} - {'$VERSION'}) and sorted({h['current'] for h in s.values() if h['current']} - {'$VERSION'})[0] or ''")
+check_args=()
+((CHECK)) && check_args=(--check --diff)
+MODE=""
+if ((installed_on < nodes)); then
+  MODE=first
+  log "first deploy (gateway installed on $installed_on of $nodes nodes): site.yml"
+  ops_playbook "$ENV_NAME" "$REPO_ROOT/ansible/site.yml" -e "gateway_release=$VERSION" "${check_args[@]}" \
+    || die "site.yml failed (above)"
+elif ((current_on == nodes)); then
+  MODE=converge
+  log "$VERSION already runs on every gateway: site.yml converges the configuration"
+  ops_playbook "$ENV_NAME" "$REPO_ROOT/ansible/site.yml" -e "gateway_release=$VERSION" "${check_args[@]}" \
+    || die "site.yml failed (above)"
+else
+  MODE=rolling
+  log "rolling deploy $PREVIOUS -> $VERSION: deploy.yml"
+  ops_playbook "$ENV_NAME" "$REPO_ROOT/ansible/deploy.yml" -e "gateway_release=$VERSION" "${check_args[@]}" \
+    || die "deploy.yml failed (above); the node that failed keeps its previous release: scripts/rollback.sh $ENV_NAME"
+fi
+
+# --- 5. verify --------------------------------------------------------------------------------
+step "verify"
+verify() {
+  if [[ -d "$REPO_ROOT/ansible/tests/infra" && "${NGD_DEPLOY_SKIP_TESTINFRA:-0}" != 1 ]]; then
+    log "testinfra: ansible/tests/infra (not disruptive)"
+    ANSIBLE_CONFIG="$REPO_ROOT/ansible/ansible.cfg" pytest -q -p no:cacheprovider "$REPO_ROOT/ansible/tests/infra" \
+      --hosts='ansible://gateways,ansible://monitoring,ansible://collectors' --ansible-inventory="$INVENTORY" -m 'not disruptive' \
+      || { warn "testinfra failed (above)"; return 1; }
+  fi
+  local probe_device=$((3000000000 + $(date +%s) % 1000000000))
+  log "end-to-end: probe device $probe_device -> VIP -> gateway -> VictoriaMetrics"
+  ops_playbook "$ENV_NAME" "$OPS_DIR/verify.yml" -e "ngd_release=$VERSION" -e "ngd_probe_device=$probe_device" \
+    || { warn "end-to-end probe failed (above)"; return 1; }
+}
+if ((CHECK)); then
+  log "check mode: nothing was changed, nothing to verify"
+elif ! verify; then
+  if [[ "$MODE" == rolling && -n "$PREVIOUS" ]]; then
+    warn "verification failed after the rolling deploy: rolling back to $PREVIOUS"
+    ops_playbook "$ENV_NAME" "$REPO_ROOT/ansible/rollback.yml" -e "gateway_release=$PREVIOUS" \
+      || die "verification of $VERSION failed AND the rollback to $PREVIOUS failed: see the log"
+    die "verification of $VERSION failed; rolled back to $PREVIOUS"
+  fi
+  die "verification of $VERSION failed (mode $MODE; nothing to roll back to)"
+fi
+
+# --- 6. summary -------------------------------------------------------------------------------
+step "summary"
+ops_status "$ENV_NAME" "$STATUS_JSON" || die "could not read the gateways' release state"
+steps_done
+mon_ip=$(ops_inventory_var "$ENV_NAME" "$(ops_group_hosts "$ENV_NAME" monitoring | head -1)" ngd_private_ip)
+col_ip=$(ops_inventory_var "$ENV_NAME" "$(ops_group_hosts "$ENV_NAME" collectors | head -1)" ngd_private_ip)
+vip=$(ops_inventory_var "$ENV_NAME" "$(ops_group_hosts "$ENV_NAME" gateways | head -1)" ngd_vip)
+banner "deployed $ENV_NAME"
+printf '  %-16s %s%s\n' version "$VERSION" "$( ((CHECK)) && echo ' (check mode: not deployed)')"
+printf '  %-16s %s\n' mode "$MODE"
+python3 - "$STATUS_JSON" <<'PY'
+import json, sys
+for host, h in sorted(json.load(open(sys.argv[1])).items()):
+    print(f"  {'node ' + host:16} release {h['current'] or '-'}  ready {'yes' if h['ready'] else 'NO'}"
+          f"{'  VIP holder' if h['vip'] else ''}")
+PY
+printf '  %-16s %s:%s (devices)\n' VIP "$vip" "$(ops_port ngd_device_port)"
+printf '  %-16s http://%s:%s\n' Prometheus "$mon_ip" "$(ops_port ngd_prometheus_port)" \
+  Alertmanager "$mon_ip" "$(ops_port ngd_alertmanager_port)" VictoriaMetrics "$col_ip" "$(ops_port ngd_victoriametrics_port)"
+printf '  %-16s %ds\n' "time" "$((SECONDS - T_START))"
+ops_timings
+printf '  %-16s %s\n' log "${OPS_LOG#"$REPO_ROOT"/}"
+rm -f "$STATUS_JSON" "$STATUS_JSON.log"
+ok "deploy $ENV_NAME $VERSION done in $((SECONDS - T_START))s"

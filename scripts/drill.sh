@@ -1,0 +1,100 @@
+#!/usr/bin/env bash
+# Failover drills as code: inject one fault into the HA pair under device traffic, heal it, and
+# report what happened (table on stdout, JSON under logs/drills/). See
+# docs/runbooks/vip-failover-drill.md.
+set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/lib/common.sh"
+
+SCENARIOS=(master-stop master-reboot keepalived-stop nginx-kill gateway-kill partition backup-stop)
+
+usage() {
+  cat <<USAGE
+Usage: ${0##*/} SCENARIO|all [--env lab|staging|production] [options]
+
+Scenarios (one fault at a time; 'all' runs them in this order):
+  master-stop      the master host stops (lab only: needs host power control)
+  master-reboot    the master host reboots
+  keepalived-stop  keepalived stops on the master
+  nginx-kill       nginx is killed on the master
+  gateway-kill     the gateway on the master is killed: the VIP must stay, nginx masks it
+  partition        VRRP between the gateways is dropped: split brain, alerted, healed
+  backup-stop      the backup host stops (lab only): traffic must not notice
+
+Each scenario runs the device simulator through the VIP, injects the fault, heals it, waits
+until the pair is whole again (both hosts ready, exactly one VIP holder) and measures: time to
+VIP on the other node, device reconnect p50/p99, frames sent/acked/stored at the sink, acked but
+missing (must be 0), duplicates, alerts fired. Exits non-zero when any target is missed.
+
+Environment: NGD_LAB=NAME drills the lab NAME built by 'NGD_LAB=NAME scripts/deploy.sh lab'.
+
+Options:
+  --env ENV        inventory ansible/inventories/ENV (default: lab)
+  --devices N      simulated devices (default 200)
+  --rate R         total frames per second (default 1000)
+  --duration S     seconds of traffic per scenario (default 20)
+  --yes            skip the typed confirmation (staging/production)
+  -h, --help       this help
+
+Outside the lab the drill asks for typed confirmation (unless --yes) and refuses to start while
+Alertmanager reports an active alert. A lock ensures one drill (one fault) at a time per env.
+USAGE
+}
+
+scenario="" env=lab py_args=()
+while (($#)); do
+  case "$1" in
+    -h|--help) usage; exit 0 ;;
+    --env) env="${2:?--env needs a value (lab, staging or production)}"; shift 2 ;;
+    --devices|--rate|--duration) py_args+=("$1" "${2:?$1 needs a value}"); shift 2 ;;
+    --yes) export ASSUME_YES=1; shift ;;
+    -*) usage >&2; die "unknown option '$1' (see --help)" ;;
+    *)
+      [[ -z "$scenario" ]] || die "one scenario at a time (got '$scenario' and '$1'); use 'all' for every one"
+      scenario="$1"; shift ;;
+  esac
+done
+[[ -n "$scenario" ]] || { usage >&2; die "missing SCENARIO (one of: ${SCENARIOS[*]} all)"; }
+[[ " ${SCENARIOS[*]} all " == *" $scenario "* ]] || die "unknown scenario '$scenario' (one of: ${SCENARIOS[*]} all)"
+case "$env" in lab|staging|production) ;; *) die "unknown --env '$env' (lab, staging or production)" ;; esac
+lab_name="${NGD_LAB:-lab}"
+if [[ "$env" == lab && "$lab_name" != lab ]]; then
+  inventory="$REPO_ROOT/.lab/$lab_name/inventory/hosts.yml"  # written by deploy.sh for that lab
+else
+  inventory="$REPO_ROOT/ansible/inventories/$env/hosts.yml"
+fi
+[[ -f "$inventory" ]] || die "no inventory $inventory (lab: run scripts/deploy.sh lab first)"
+
+source "$REPO_ROOT/scripts/lib/toolenv.sh"
+toolenv_activate >/dev/null
+[[ "$env" == lab ]] && ensure_docker
+
+# One drill per environment at a time: a second fault must never overlap the first.
+mkdir -p "$NGD_CACHE/locks"
+lock="$NGD_CACHE/locks/drill-$env${NGD_LAB:+-$NGD_LAB}.lock"
+exec 8>"$lock"
+flock -n 8 || die "another drill is running against '$env' (lock $lock)"
+
+if [[ "$env" != lab ]]; then
+  log "checking Alertmanager for active alerts before touching $env"
+  PYTHONPATH="$REPO_ROOT/scripts/drills" python3 - "$env" <<'PY' || die "refusing to drill while alerts are active (above) or Alertmanager is unreachable"
+import sys
+from ngd_drills.env import load_inventory, make_executor
+from ngd_drills.observe import active_alerts
+inv = load_inventory(sys.argv[1])
+ex = make_executor(inv)
+try:
+    alerts = active_alerts(ex, inv.first("monitoring"), inv.ports["ngd_alertmanager_port"])
+finally:
+    ex.close()
+if alerts is None:
+    sys.exit("Alertmanager does not answer: cannot tell whether the pair is healthy")
+if alerts:
+    for a in alerts:
+        print(f"  active: {a.get('labels', {}).get('alertname')} {a.get('labels', {})}", file=sys.stderr)
+    sys.exit(1)
+PY
+  confirm "This injects real faults ($scenario) into $env under device traffic." "drill $env"
+fi
+
+export PYTHONPATH="$REPO_ROOT/scripts/drills${PYTHONPATH:+:$PYTHONPATH}"
+exec python3 -m ngd_drills "$scenario" --env "$env" "${py_args[@]}"

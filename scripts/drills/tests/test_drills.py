@@ -1,0 +1,157 @@
+"""Unit tests of the drills' pure parts: the sink count, the VIP timeline, the targets, the
+command line. The drills themselves run against the lab (scripts/ci/integration-drills.sh)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from ngd_drills.cli import ScenarioResult, evaluate, parse_args
+from ngd_drills.env import Result
+from ngd_drills.observe import device_regex, parse_export
+from ngd_drills.scenarios import SCENARIOS
+from ngd_drills.vip import VipEvent, VipWatcher
+
+DRILL_SH = Path(__file__).resolve().parents[2] / "drill.sh"
+
+
+def test_parse_export_counts_distinct_frames_and_duplicate_points() -> None:
+    rows = [
+        {
+            "metric": {"__name__": "m_p", "device": "7"},
+            "values": [1, 1, 1],
+            "timestamps": [10, 20, 20],
+        },
+        {"metric": {"__name__": "m_p", "device": "8"}, "values": [1], "timestamps": [10]},
+    ]
+    text = "\n".join(json.dumps(r) for r in rows) + "\n"
+    assert parse_export(text) == (3, 1)
+    assert parse_export("") == (0, 0)
+
+
+def test_device_regex_matches_exactly_the_block() -> None:
+    assert device_regex(5000, 3) == "5000|5001|5002"
+    with pytest.raises(ValueError):
+        device_regex(5001, 3)
+    with pytest.raises(ValueError):
+        device_regex(5000, 1001)
+
+
+class _NoExec:
+    supports_host_power = True
+
+    def run(self, host: str, command: str, timeout: float = 30.0) -> Result:
+        return Result(0, "")
+
+
+def _watcher(events: list[VipEvent]) -> VipWatcher:
+    w = VipWatcher(_NoExec(), ["gw-a", "gw-b"], "10.0.0.100", "eth0")  # type: ignore[arg-type]
+    w.events = events
+    return w
+
+
+def test_vip_timeline_sees_split_brain_and_first_move() -> None:
+    w = _watcher(
+        [
+            VipEvent(0.0, "gw-a", True, "initial"),
+            VipEvent(0.0, "gw-b", False, "initial"),
+            VipEvent(5.4, "gw-b", True, "monitor"),
+            VipEvent(9.0, "gw-a", False, "monitor"),
+        ]
+    )
+    assert w.max_holders_since(5.0) == 2
+    assert w.max_holders_since(9.5) == 1
+    assert w.first_hold_after("gw-b", 5.0) == 5.4
+    assert w.first_hold_after("gw-a", 5.0) is None
+
+
+def _result(name: str, **kw: object) -> ScenarioResult:
+    r = ScenarioResult(name, "lab", "t", "gw-a", "gw-b", "f", ["gw-a"], ["gw-b"])
+    r.sim = {
+        "devices": 10,
+        "connect_failures": 0,
+        "acked": 100,
+        "lost": 0,
+        "bad_acks": 0,
+        "reconnect_ms": {"count": 50, "p99": 400.0},
+    }
+    r.stored, r.acked_missing = 100, 0
+    for k, v in kw.items():
+        setattr(r, k, v)
+    return r
+
+
+def test_master_stop_target_is_one_second() -> None:
+    fast = _result("master-stop", vip_move_s=0.7, vip_moved=True)
+    slow = _result("master-stop", vip_move_s=1.3, vip_moved=True)
+    assert fast.__class__ and all(t.ok for t in evaluate(SCENARIOS["master-stop"], fast))
+    missed = [t.name for t in evaluate(SCENARIOS["master-stop"], slow) if not t.ok]
+    assert missed == ["VIP on the backup <= 1.0 s"]
+
+
+def test_acked_but_missing_fails_every_scenario() -> None:
+    for name, scenario in SCENARIOS.items():
+        r = _result(name, stored=99, acked_missing=1, vip_moved=scenario.vip_moves)
+        assert not all(t.ok for t in evaluate(scenario, r)), name
+
+
+def test_no_traffic_is_a_failure_not_a_pass() -> None:
+    r = _result("backup-stop", max_vip_holders=1, stored=0, acked_missing=0)
+    r.sim.update(acked=0, sent=0, connect_failures=20)
+    assert [t.name for t in evaluate(SCENARIOS["backup-stop"], r) if not t.ok] == [
+        "traffic flowed (frames acked)"
+    ]
+
+
+def test_gateway_kill_fails_when_the_vip_moves_or_reconnects_are_slow() -> None:
+    ok = _result("gateway-kill", vip_holder_after=["gw-a"], max_vip_holders=1)
+    assert all(t.ok for t in evaluate(SCENARIOS["gateway-kill"], ok))
+    moved = _result("gateway-kill", vip_moved=True, max_vip_holders=1)
+    assert not all(t.ok for t in evaluate(SCENARIOS["gateway-kill"], moved))
+    slow = _result("gateway-kill", max_vip_holders=1)
+    slow.sim["reconnect_ms"] = {"count": 50, "p99": 1500.0}
+    assert not all(t.ok for t in evaluate(SCENARIOS["gateway-kill"], slow))
+
+
+def test_partition_needs_split_brain_and_a_timely_alert() -> None:
+    late = _result("partition", max_vip_holders=2, split_brain_alert_s=75.0)
+    assert not all(t.ok for t in evaluate(SCENARIOS["partition"], late))
+    good = _result("partition", max_vip_holders=2, split_brain_alert_s=42.0)
+    assert all(t.ok for t in evaluate(SCENARIOS["partition"], good))
+
+
+def test_cli_bounds() -> None:
+    with pytest.raises(SystemExit):
+        parse_args(["master-stop", "--devices", "5000"])
+    with pytest.raises(SystemExit):
+        parse_args(["no-such-scenario"])
+    assert parse_args(["all"]).duration == 20.0
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        ([], "missing SCENARIO"),
+        (["explode"], "unknown scenario 'explode'"),
+        (["partition", "--env", "moon"], "unknown --env 'moon'"),
+        (["partition", "--frobnicate"], "unknown option '--frobnicate'"),
+        (["partition", "backup-stop"], "one scenario at a time"),
+    ],
+)
+def test_drill_sh_rejects_bad_input(args: list[str], message: str) -> None:
+    out = subprocess.run([str(DRILL_SH), *args], capture_output=True, text=True, check=False)
+    assert out.returncode != 0
+    assert message in out.stderr
+
+
+def test_drill_sh_help() -> None:
+    out = subprocess.run([str(DRILL_SH), "--help"], capture_output=True, text=True, check=False)
+    assert out.returncode == 0
+    for name in SCENARIOS:
+        assert name in out.stdout

@@ -1,0 +1,226 @@
+# The HA gateway pair on Hetzner Cloud: two gateways on different physical hosts (spread placement
+# group), a private network for VRRP unicast and the gateways' peer sync, one floating IPv4 (the VIP)
+# that keepalived moves between them through the Hetzner API, and cloud firewalls for the public side.
+
+locals {
+  name = "${var.name_prefix}-${var.environment}"
+
+  network_zones = {
+    fsn1 = "eu-central"
+    nbg1 = "eu-central"
+    hel1 = "eu-central"
+    ash  = "us-east"
+    hil  = "us-west"
+    sin  = "ap-southeast"
+  }
+
+  common_labels = merge(var.labels, {
+    "app.nanogridata.io/environment" = var.environment
+    "app.nanogridata.io/managed-by"  = "opentofu"
+  })
+
+  # Inventory names are those of the inventory contract; keepalived priorities decide the MASTER.
+  gateways = {
+    "gw-a" = { private_ip = cidrhost(var.private_subnet_cidr, 11), keepalived_priority = 150 }
+    "gw-b" = { private_ip = cidrhost(var.private_subnet_cidr, 12), keepalived_priority = 100 }
+  }
+
+  support_hosts = merge(
+    var.monitoring_enabled ? { "mon" = { group = "monitoring", private_ip = cidrhost(var.private_subnet_cidr, 20) } } : {},
+    var.collector_enabled ? { "collector" = { group = "collectors", private_ip = cidrhost(var.private_subnet_cidr, 30) } } : {},
+  )
+}
+
+resource "hcloud_ssh_key" "admin" {
+  for_each = var.ssh_public_keys
+
+  name       = "${local.name}-${each.key}"
+  public_key = trimspace(each.value)
+  labels     = local.common_labels
+}
+
+resource "hcloud_placement_group" "gateways" {
+  name   = "${local.name}-gateways"
+  type   = "spread"
+  labels = local.common_labels
+}
+
+resource "hcloud_network" "private" {
+  name     = "${local.name}-private"
+  ip_range = var.private_network_cidr
+  labels   = local.common_labels
+}
+
+resource "hcloud_network_subnet" "hosts" {
+  network_id   = tonumber(hcloud_network.private.id)
+  type         = "cloud"
+  network_zone = local.network_zones[var.location]
+  ip_range     = var.private_subnet_cidr
+
+  lifecycle {
+    precondition {
+      # The subnet's address masked to the network's prefix must be the network's address.
+      condition     = cidrhost("${split("/", var.private_subnet_cidr)[0]}/${split("/", var.private_network_cidr)[1]}", 0) == cidrhost(var.private_network_cidr, 0) && tonumber(split("/", var.private_subnet_cidr)[1]) >= tonumber(split("/", var.private_network_cidr)[1])
+      error_message = "private_subnet_cidr (${var.private_subnet_cidr}) must lie inside private_network_cidr (${var.private_network_cidr})."
+    }
+  }
+}
+
+# Hetzner firewalls filter public traffic only (private networks are not filtered), so VRRP and
+# the private ports need no rule. Rules are static blocks so that reviewers and checkov's
+# CKV_NGD_1 see them; ICMP stays open to everyone for path-MTU discovery and ping.
+resource "hcloud_firewall" "gateways" {
+  name   = "${local.name}-gateways"
+  labels = local.common_labels
+
+  rule {
+    description = "ssh from admin networks"
+    direction   = "in"
+    protocol    = "tcp"
+    port        = tostring(var.ssh_port)
+    source_ips  = var.admin_cidrs
+  }
+
+  rule {
+    description = "devices"
+    direction   = "in"
+    protocol    = "tcp"
+    port        = tostring(var.device_port)
+    source_ips  = var.device_cidrs
+  }
+
+  rule {
+    description = "icmp"
+    direction   = "in"
+    protocol    = "icmp"
+    source_ips  = ["0.0.0.0/0", "::/0"]
+  }
+}
+
+# The optional TLS device port is a firewall of its own: checkov drops static rule blocks when a
+# dynamic one sits beside them, which would blind CKV_NGD_1 to the SSH rule above.
+resource "hcloud_firewall" "gateways_tls" {
+  count = var.device_tls_port == null ? 0 : 1
+
+  name   = "${local.name}-gateways-tls"
+  labels = local.common_labels
+
+  rule {
+    description = "devices over tls"
+    direction   = "in"
+    protocol    = "tcp"
+    port        = tostring(var.device_tls_port)
+    source_ips  = var.device_cidrs
+  }
+}
+
+resource "hcloud_firewall" "support" {
+  count = length(local.support_hosts) > 0 ? 1 : 0
+
+  name   = "${local.name}-support"
+  labels = local.common_labels
+
+  rule {
+    description = "ssh from admin networks"
+    direction   = "in"
+    protocol    = "tcp"
+    port        = tostring(var.ssh_port)
+    source_ips  = var.admin_cidrs
+  }
+
+  rule {
+    description = "icmp"
+    direction   = "in"
+    protocol    = "icmp"
+    source_ips  = ["0.0.0.0/0", "::/0"]
+  }
+}
+
+resource "hcloud_server" "gateway" {
+  for_each = local.gateways
+
+  name               = "${local.name}-${each.key}"
+  server_type        = var.gateway_server_type
+  image              = var.image
+  location           = var.location
+  placement_group_id = tonumber(hcloud_placement_group.gateways.id)
+  ssh_keys           = [for key in hcloud_ssh_key.admin : key.id]
+  firewall_ids       = [for firewall in concat([hcloud_firewall.gateways], hcloud_firewall.gateways_tls) : tonumber(firewall.id)]
+  user_data          = templatefile("${path.module}/cloud-init.yaml.tftpl", { hostname = each.key })
+  delete_protection  = var.delete_protection
+  rebuild_protection = var.delete_protection
+  labels             = merge(local.common_labels, { "app.nanogridata.io/role" = "gateway", "app.nanogridata.io/host" = each.key })
+
+  public_net {
+    ipv4_enabled = true
+    ipv6_enabled = true
+  }
+
+  network {
+    network_id = tonumber(hcloud_network.private.id)
+    ip         = each.value.private_ip
+    # An empty list avoids a detach/attach on every apply (provider issue #650).
+    alias_ips = []
+  }
+
+  # The server joins the network only once the subnet exists (see the provider's hcloud_server docs).
+  depends_on = [hcloud_network_subnet.hosts]
+
+  lifecycle {
+    # Keys are injected at creation only; rotating them is Ansible's job, not a reason to rebuild.
+    ignore_changes = [ssh_keys, user_data]
+  }
+}
+
+resource "hcloud_server" "support" {
+  for_each = local.support_hosts
+
+  name               = "${local.name}-${each.key}"
+  server_type        = var.support_server_type
+  image              = var.image
+  location           = var.location
+  ssh_keys           = [for key in hcloud_ssh_key.admin : key.id]
+  firewall_ids       = [tonumber(hcloud_firewall.support[0].id)]
+  user_data          = templatefile("${path.module}/cloud-init.yaml.tftpl", { hostname = each.key })
+  delete_protection  = var.delete_protection
+  rebuild_protection = var.delete_protection
+  labels             = merge(local.common_labels, { "app.nanogridata.io/role" = each.value.group, "app.nanogridata.io/host" = each.key })
+
+  public_net {
+    ipv4_enabled = true
+    ipv6_enabled = true
+  }
+
+  network {
+    network_id = tonumber(hcloud_network.private.id)
+    ip         = each.value.private_ip
+    alias_ips  = []
+  }
+
+  depends_on = [hcloud_network_subnet.hosts]
+
+  lifecycle {
+    ignore_changes = [ssh_keys, user_data]
+  }
+}
+
+resource "hcloud_floating_ip" "vip" {
+  name              = "${local.name}-vip"
+  type              = "ipv4"
+  home_location     = var.location
+  description       = "Device-facing VIP of ${local.name}; keepalived moves it on failover"
+  delete_protection = var.delete_protection
+  labels            = local.common_labels
+}
+
+resource "hcloud_floating_ip_assignment" "vip" {
+  floating_ip_id = tonumber(hcloud_floating_ip.vip.id)
+  # gw-a is the VRRP MASTER at start (highest keepalived priority), so it holds the VIP first.
+  server_id = tonumber(hcloud_server.gateway["gw-a"].id)
+
+  lifecycle {
+    # keepalived reassigns the floating IP through the Hetzner API on failover: that is not drift,
+    # and a later apply must not move the VIP back behind keepalived's back.
+    ignore_changes = [server_id]
+  }
+}

@@ -1,0 +1,55 @@
+output "inventory" {
+  description = "Provider-neutral description of the hosts, read by terraform/inventory_bridge.py to write ansible/inventories/<environment>/hosts.yml."
+  value = {
+    schema_version = 1
+    environment    = var.environment
+    ssh_user       = "root"
+    vip = {
+      provider       = "hcloud"
+      address        = hcloud_floating_ip.vip.ip_address
+      prefix         = 32
+      interface      = "eth0"
+      floating_ip_id = tostring(hcloud_floating_ip.vip.id)
+    }
+    hosts = merge(
+      {
+        for name, gateway in local.gateways : name => {
+          group               = "gateways"
+          server_name         = hcloud_server.gateway[name].name
+          server_id           = tostring(hcloud_server.gateway[name].id)
+          location            = hcloud_server.gateway[name].location
+          public_ipv4         = hcloud_server.gateway[name].ipv4_address
+          private_ip          = gateway.private_ip
+          keepalived_priority = gateway.keepalived_priority
+        }
+      },
+      {
+        for name, host in local.support_hosts : name => {
+          group               = host.group
+          server_name         = hcloud_server.support[name].name
+          server_id           = tostring(hcloud_server.support[name].id)
+          location            = hcloud_server.support[name].location
+          public_ipv4         = hcloud_server.support[name].ipv4_address
+          private_ip          = host.private_ip
+          keepalived_priority = null
+        }
+      },
+    )
+  }
+}
+
+output "floating_ip_address" {
+  description = "The VIP devices connect to (put it in DNS)."
+  value       = hcloud_floating_ip.vip.ip_address
+}
+
+output "gateway_firewall_rules" {
+  description = "Inbound rules of the gateways' cloud firewalls as applied (what is reachable from the internet)."
+  value = [
+    for rule in flatten([for firewall in concat([hcloud_firewall.gateways], hcloud_firewall.gateways_tls) : firewall.rule]) : {
+      protocol   = rule.protocol
+      port       = rule.port
+      source_ips = sort(rule.source_ips)
+    }
+  ]
+}
