@@ -56,13 +56,13 @@ V1=$(current_release)
 [[ -n "$V1" && "$V1" != MIXED:* ]] || fail "after deploy.sh the gateways do not run one release: '$V1'"
 log "first release: $V1"
 PROBE_SIM="/opt/nanogridata/probe/$V1/venv/bin/nanogridata-sim"
-in_lab devices test -x "$PROBE_SIM" || fail "deploy.sh did not install the probe simulator on the devices host"
+in_lab sim test -x "$PROBE_SIM" || fail "deploy.sh did not install the probe simulator on the sim host (group devices)"
 SECRET_HEX=$("$LAB_SH" secret gateway-model-0x10 | sha256sum | cut -d' ' -f1)
 VIP=$(ops_inventory_var lab gw-a ngd_vip)
 DEVICE_PORT=$(ops_port ngd_device_port)
 
-sim() {  # sim ARGS...: the simulator on the devices host against the VIP, JSON report on stdout
-  in_lab devices env NANOGRIDATA_SECRET_MODEL_10="$SECRET_HEX" "$PROBE_SIM" --host "$VIP" \
+sim() {  # sim ARGS...: the simulator on the sim host (group devices) against the VIP, JSON report on stdout
+  in_lab sim env NANOGRIDATA_SECRET_MODEL_10="$SECRET_HEX" "$PROBE_SIM" --host "$VIP" \
     --port "$DEVICE_PORT" --model 0x10 --json --state-file /var/tmp/ngd-ci-sim-state.json "$@"
 }
 

@@ -14,7 +14,7 @@ export NGD_LAB=ci NGD_LAB_SUBNET=172.30.60.0/24
 LAB_SH="$REPO_ROOT/scripts/lab.sh"
 PREFIX=172.30.60
 declare -A EXPECTED_IP=([gw-a]=$PREFIX.11 [gw-b]=$PREFIX.12 [mon]=$PREFIX.20
-  [collector]=$PREFIX.30 [devices]=$PREFIX.40)
+  [collector]=$PREFIX.30 [sim]=$PREFIX.40)
 declare -a TIMINGS=()
 timed() {  # timed LABEL CMD...: run CMD, record its duration
   local label="$1" t=$SECONDS
@@ -71,7 +71,7 @@ for host in "${!EXPECTED_IP[@]}"; do
 done
 
 # --- the network: hosts reach each other by name; nobody holds the VIP --------------------------
-for host in gw-b mon collector devices; do
+for host in gw-b mon collector sim; do
   "$LAB_SH" shell gw-a ping -c 1 -W 2 "$host" >/dev/null || fail "gw-a cannot reach $host"
 done
 "$DOCKER" network inspect -f '{{range .Containers}}{{.IPv4Address}} {{end}}' ngd-ci | grep -q "$PREFIX\.100/" \
@@ -85,14 +85,14 @@ groups_json=$(ansible-inventory -i "$inventory" --list)
 python3 - "$groups_json" <<'PY' || fail "inventory does not follow docs' inventory contract"
 import json, sys
 inv = json.loads(sys.argv[1])
-want = {"gateways": ["gw-a", "gw-b"], "monitoring": ["mon"], "collectors": ["collector"], "devices": ["devices"]}
+want = {"gateways": ["gw-a", "gw-b"], "monitoring": ["mon"], "collectors": ["collector"], "devices": ["sim"]}
 for group, hosts in want.items():
     assert sorted(inv[group]["hosts"]) == sorted(hosts), (group, inv[group])
 hv = inv["_meta"]["hostvars"]
 assert hv["gw-a"]["ansible_host"] == "ngd-ci-gw-a" and hv["gw-a"]["keepalived_priority"] == 150
 assert hv["gw-b"]["keepalived_priority"] == 100
 assert hv["mon"]["ngd_private_ip"] == "172.30.60.20"
-assert hv["devices"]["ngd_vip"] == "172.30.60.100" and hv["devices"]["ngd_vip_provider"] == "none"
+assert hv["sim"]["ngd_vip"] == "172.30.60.100" and hv["sim"]["ngd_vip_provider"] == "none"
 assert hv["collector"]["ansible_connection"] == "community.docker.docker"
 PY
 timed "ansible ping through the inventory" ansible -i "$inventory" all -m ansible.builtin.ping >/dev/null \

@@ -223,6 +223,10 @@ class Spool:
         self._closed = False
         self._healthy = True
         self._dirty_cursors: dict[str, int] = {}
+        # Rows may be confirmed but not deleted: set by confirm() and at open (a crash can land
+        # between persisting a cursor and deleting). Separate from _dirty_cursors because the
+        # group commit also persists cursors, and that must not cancel the deletion.
+        self._collect_due = True
         self._commit_listeners: list[Callable[[], None]] = []
         self._stats_lock = threading.Lock()
         self._update_gauges()
@@ -436,11 +440,13 @@ class Spool:
         if cursor > self.cursors.get(sink, 0):
             self.cursors[sink] = cursor
             self._dirty_cursors[sink] = cursor
+            self._collect_due = True
 
     async def collect(self) -> int:
         """Persist cursors and delete records every routed sink confirmed. Returns rows deleted."""
-        if not self._dirty_cursors:
+        if not self._collect_due:
             return 0
+        self._collect_due = False
         cursors, self._dirty_cursors = self._dirty_cursors, {}
         snapshot = dict(self.cursors)
         loop = asyncio.get_running_loop()
@@ -449,6 +455,7 @@ class Spool:
                 self._writer_pool, self._delete_confirmed, cursors, snapshot
             )
         except Exception:
+            self._collect_due = True
             for name, cursor in cursors.items():
                 self._dirty_cursors.setdefault(name, cursor)
             raise

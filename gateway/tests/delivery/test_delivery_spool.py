@@ -19,6 +19,7 @@ from nanogridata_gateway.delivery import DeliveryStore, open_store
 from nanogridata_gateway.delivery_config import parse_delivery_config
 from nanogridata_gateway.records import StoreFull
 from nanogridata_gateway.replay import ReplayWindows
+from nanogridata_gateway.spool import Spool
 
 from conftest import Collector, delivery_raw, free_port, make_record, metric, wait_for
 
@@ -293,3 +294,38 @@ def test_append_many_commits_a_batch_in_one_group(tmp_path: Path) -> None:
 
     asyncio.run(run())
     assert len(_jsonl_keys(out)) == 100
+
+
+def _bare_spool(path: Path) -> Spool:
+    return Spool(str(path), ["alba"], 1 << 30, 3600.0, 0.001, 1000, CollectorRegistry())
+
+
+def test_confirmed_records_are_deleted_even_when_a_commit_persisted_the_cursor_first(
+    tmp_path: Path,
+) -> None:
+    """The group commit also persists dirty cursors. If it runs between a sink's last confirm and
+    the next collect, the rows that confirm covered must still be deleted (else the spool never
+    drains once traffic stops), and a restart must delete them too."""
+    path = tmp_path / "spool.db"
+
+    async def run() -> None:
+        spool = _bare_spool(path)
+        await spool.append_many((make_record(s), 1) for s in range(1, 11))
+        spool.confirm("alba", 10)
+        await spool.append(make_record(11), 1)  # this commit writes the cursor
+        await spool.collect()
+        assert spool.record_count == 1
+        spool.confirm("alba", 11)
+        await spool.append(make_record(12), 1)
+        await spool.close()  # cursor 11 persisted by the commit; row 11 may remain on disk
+
+    asyncio.run(run())
+
+    async def reopen() -> None:
+        spool = _bare_spool(path)
+        await spool.collect()
+        assert [row[0] for row in spool.iter_rows()] == [12]
+        assert spool.record_count == 1
+        await spool.close()
+
+    asyncio.run(reopen())
