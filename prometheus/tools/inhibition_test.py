@@ -11,17 +11,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import shutil
-import signal
-import socket
 import subprocess
 import sys
-import tempfile
 import time
-import urllib.request
 from pathlib import Path
-from types import FrameType
 from typing import Any
+
+from loopback_daemon import Failure, loopback_daemon
 
 Labels = dict[str, str]
 
@@ -52,32 +48,6 @@ EXPECTED2: dict[str, set[str]] = {
     # gw_down_a stays attributed to NodeDown: Alertmanager reports the first matching rule only
     "gw_down_b": {"no_ready"},
 }
-
-
-class Failure(Exception):
-    pass
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-def wait_ready(url: str, proc: subprocess.Popen[bytes], timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise Failure(f"alertmanager exited early with status {proc.returncode}")
-        try:
-            with urllib.request.urlopen(f"{url}/-/ready", timeout=1) as resp:  # noqa: S310 - loopback
-                if resp.status == 200:
-                    return
-        except OSError:
-            pass
-        time.sleep(0.2)
-    raise Failure(f"alertmanager not ready at {url} after {timeout:.0f}s")
 
 
 def amtool(url: str, *args: str) -> str:
@@ -146,46 +116,22 @@ def check_phase(url: str, posted: dict[str, Labels], expected: dict[str, set[str
 
 
 def run(config: Path, binary: str) -> None:
-    workdir = Path(tempfile.mkdtemp(prefix="ngd-am-"))
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    log = (workdir / "alertmanager.log").open("wb")
-    proc = subprocess.Popen(
-        [
+    def argv(port: int, workdir: Path) -> list[str]:
+        return [
             binary,
             f"--config.file={config}",
             f"--storage.path={workdir / 'data'}",
             f"--web.listen-address=127.0.0.1:{port}",
             "--cluster.listen-address=",
             "--log.level=warn",
-        ],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
+        ]
 
-    def stop(signum: int, _frame: FrameType | None) -> None:
-        raise KeyboardInterrupt(f"signal {signum}")
-
-    signal.signal(signal.SIGTERM, stop)
-    try:
-        wait_ready(url, proc, timeout=20)
-        post(url, PHASE1)
-        check_phase(url, PHASE1, EXPECTED1, "phase 1 (NodeDown, critical over warning)")
-        post(url, PHASE2)
-        check_phase(url, {**PHASE1, **PHASE2}, EXPECTED2, "phase 2 (+ NoGatewayReady)")
-    except Failure:
-        log.flush()
-        sys.stderr.write((workdir / "alertmanager.log").read_text(errors="replace")[-2000:])
-        raise
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        log.close()
-        shutil.rmtree(workdir, ignore_errors=True)
+    with loopback_daemon("alertmanager", argv) as am:
+        am.wait_ready(timeout=20)
+        post(am.url, PHASE1)
+        check_phase(am.url, PHASE1, EXPECTED1, "phase 1 (NodeDown, critical over warning)")
+        post(am.url, PHASE2)
+        check_phase(am.url, {**PHASE1, **PHASE2}, EXPECTED2, "phase 2 (+ NoGatewayReady)")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -15,11 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import shutil
-import socket
-import subprocess
 import sys
-import tempfile
 import threading
 import time
 import urllib.parse
@@ -30,6 +26,7 @@ from typing import Any
 
 import expect_alerts
 import yaml
+from loopback_daemon import Failure, loopback_daemon
 
 TEXTFILE = """# HELP keepalived_vrrp_state VRRP state
 # TYPE keepalived_vrrp_state gauge
@@ -39,10 +36,6 @@ keepalived_vrrp_transitions_total{instance="VI_NGD"} 3
 # TYPE node_textfile_mtime_seconds gauge
 node_textfile_mtime_seconds{file="keepalived_VI_NGD.prom"} %d
 """
-
-
-class Failure(Exception):
-    pass
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -55,13 +48,6 @@ class Handler(BaseHTTPRequestHandler):
 
     def log_message(self, format: str, *args: Any) -> None:
         pass
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def api(base: str, path: str, **params: str) -> Any:
@@ -101,66 +87,55 @@ def wait_for(check: Any, timeout: float, what: str) -> Any:
 
 
 def run(rendered: Path, binary: str) -> None:
-    workdir = Path(tempfile.mkdtemp(prefix="ngd-prom-"))
     servers = [ThreadingHTTPServer(("127.0.0.1", 0), Handler) for _ in range(2)]
     for server in servers:
         threading.Thread(target=server.serve_forever, daemon=True).start()
-    port = free_port()
-    base = f"http://127.0.0.1:{port}"
-    (workdir / "prometheus.yml").write_text(
-        yaml.safe_dump(config_for(rendered, [s.server_address[1] for s in servers]))
-    )
-    log = (workdir / "prometheus.log").open("wb")
-    proc = subprocess.Popen(
-        [
+
+    def argv(port: int, workdir: Path) -> list[str]:
+        config = config_for(rendered, [s.server_address[1] for s in servers])
+        (workdir / "prometheus.yml").write_text(yaml.safe_dump(config))
+        return [
             binary,
             f"--config.file={workdir / 'prometheus.yml'}",
             f"--storage.tsdb.path={workdir / 'data'}",
             f"--web.listen-address=127.0.0.1:{port}",
-        ],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
+        ]
+
     try:
-        series = wait_for(
-            lambda: api(base, "/api/v1/query", query="keepalived_vrrp_state")["result"],
-            30,
-            "keepalived_vrrp_state to be scraped from both fakes",
-        )
-        wait_for(
-            lambda: len(api(base, "/api/v1/query", query="keepalived_vrrp_state")["result"]) == 2,
-            15,
-            "both gateways' series",
-        )
-        series = api(base, "/api/v1/query", query="keepalived_vrrp_state")["result"]
-        labels = sorted((s["metric"].get("instance"), s["metric"].get("vrrp_instance")) for s in series)
-        if labels != [("gw-a", "VI_NGD"), ("gw-b", "VI_NGD")]:
-            raise Failure(f"expected instance gw-a/gw-b with vrrp_instance VI_NGD, got {labels}")
-        if any("exported_instance" in s["metric"] for s in series):
-            raise Failure("exported_instance survived the metric relabelling")
-        print("scrape_test: node job relabels the notify script's instance label to vrrp_instance")
-        # Both fakes say MASTER: the split-brain rule must join them (pending: its `for` is 30s).
-        expect_alerts.wait(base, ['KeepalivedSplitBrain{vrrp_instance="VI_NGD"}'], "pending", 20, 0.5)
-        # The textfile is fresh and named like the notify script names it: no stale/missing alert,
-        # and with a MASTER present no KeepalivedNoMaster.
-        seen = expect_alerts.wait(base, ["KeepalivedStateStale", "KeepalivedNoMaster"], "inactive", 0, 0.5)
-        print(f"scrape_test: KeepalivedSplitBrain pending, {sorted(seen)} inactive in a real Prometheus")
-    except (Failure, TimeoutError) as exc:
-        log.flush()
-        sys.stderr.write((workdir / "prometheus.log").read_text(errors="replace")[-2000:])
+        with loopback_daemon("prometheus", argv) as prom:
+            check_relabelling_and_split_brain(prom.url)
+    except TimeoutError as exc:
         raise Failure(str(exc)) from exc
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
         for server in servers:
             server.shutdown()
             server.server_close()
-        log.close()
-        shutil.rmtree(workdir, ignore_errors=True)
+
+
+def check_relabelling_and_split_brain(base: str) -> None:
+    wait_for(
+        lambda: api(base, "/api/v1/query", query="keepalived_vrrp_state")["result"],
+        30,
+        "keepalived_vrrp_state to be scraped from both fakes",
+    )
+    wait_for(
+        lambda: len(api(base, "/api/v1/query", query="keepalived_vrrp_state")["result"]) == 2,
+        15,
+        "both gateways' series",
+    )
+    series = api(base, "/api/v1/query", query="keepalived_vrrp_state")["result"]
+    labels = sorted((s["metric"].get("instance"), s["metric"].get("vrrp_instance")) for s in series)
+    if labels != [("gw-a", "VI_NGD"), ("gw-b", "VI_NGD")]:
+        raise Failure(f"expected instance gw-a/gw-b with vrrp_instance VI_NGD, got {labels}")
+    if any("exported_instance" in s["metric"] for s in series):
+        raise Failure("exported_instance survived the metric relabelling")
+    print("scrape_test: node job relabels the notify script's instance label to vrrp_instance")
+    # Both fakes say MASTER: the split-brain rule must join them (pending: its `for` is 30s).
+    expect_alerts.wait(base, ['KeepalivedSplitBrain{vrrp_instance="VI_NGD"}'], "pending", 20, 0.5)
+    # The textfile is fresh and named like the notify script names it: no stale/missing alert,
+    # and with a MASTER present no KeepalivedNoMaster.
+    seen = expect_alerts.wait(base, ["KeepalivedStateStale", "KeepalivedNoMaster"], "inactive", 0, 0.5)
+    print(f"scrape_test: KeepalivedSplitBrain pending, {sorted(seen)} inactive in a real Prometheus")
 
 
 def main(argv: list[str] | None = None) -> int:
