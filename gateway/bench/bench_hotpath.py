@@ -28,6 +28,7 @@ import uvloop
 from bench_ingest import SECRET_HEX, loadavg
 from ingest_server import MemoryStore
 
+from nanogridata_gateway import app as app_module
 from nanogridata_gateway import server as server_module
 from nanogridata_gateway.codec import build_frame, verify_ack
 from nanogridata_gateway.config import ServerConfig
@@ -97,9 +98,10 @@ async def drive(args: argparse.Namespace, reads: list[list[bytes]], state: Path)
     config = replace(ServerConfig(), rate_limit_per_s=0, max_inflight=1024)
     store = MemoryStore()
     server = IngestServer(config, verifier, store, IngestMetrics())
-    tune_gc = getattr(server_module, "tune_gc", None)  # absent in trees before it (A/B runs)
+    # as Gateway.run() does after start-up (older trees had it in the server module: A/B runs)
+    tune_gc = getattr(app_module, "tune_gc", None) or getattr(server_module, "tune_gc", None)
     if tune_gc is not None and not args.default_gc:
-        tune_gc()  # as IngestServer.start() does (not called here: no socket)
+        tune_gc()
     conns = []
     for _ in range(args.devices):
         conn = DeviceConnection(server)

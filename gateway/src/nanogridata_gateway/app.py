@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import signal
 from collections.abc import Callable
@@ -18,6 +19,26 @@ from .server import IngestServer
 from .verifier import Verifier
 
 log = logging.getLogger("nanogridata.app")
+GC_GEN0_THRESHOLD = 20_000
+
+
+def tune_gc() -> None:
+    """Make the cyclic garbage collector cheap for a long-running server; called once start-up
+    is done (a process setting, so here and not in the server, which tests start many times).
+
+    - Frame objects die by reference counting, but thousands are alive between a read and its
+      store batch: with the default threshold (700) the collector ran ~900 times in a 10 s
+      benchmark (0.24 s of CPU, about 1.5 µs per frame); at 20,000 it ran 3 times. Cyclic
+      garbage is still collected, a little later.
+    - gc.freeze() moves what start-up allocated (modules, config, metrics, ...) out of the
+      collector's sight: a full collection then scans only what was allocated since, instead of
+      pausing every connection for all of it (measured: 2.7 ms for a started gateway's ~22,000
+      objects, more than the 2 ms p99 ACK budget; well under 0.1 ms after the freeze)."""
+    if gc.get_threshold()[0] < GC_GEN0_THRESHOLD:
+        gc.set_threshold(GC_GEN0_THRESHOLD, *gc.get_threshold()[1:])
+    gc.collect()
+    gc.freeze()
+
 
 StoreFactory = Callable[[GatewayConfig, ReplayGuard, Any], Store]
 
@@ -93,6 +114,7 @@ class Gateway:
         if stopped_early is not None and stopped_early():
             self.stop_requested.set()
         await self.start()
+        tune_gc()
         await self.stop_requested.wait()
         log.info("stop requested: draining")
         await self.stop()

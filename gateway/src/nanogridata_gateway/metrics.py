@@ -160,7 +160,8 @@ class IngestMetrics(Collector):
                 family.add_metric([model_label(model)], count)
             yield family
         yield self.processing.family(
-            "nanogridata_frame_processing_seconds", "parse -> verify -> decode, per frame"
+            "nanogridata_frame_processing_seconds",
+            "parse -> verify -> decode, per frame (timed per read: each frame counts the read's mean)",
         )
         yield self.ack_latency.family(
             "nanogridata_ack_latency_seconds", "frame fully read -> ACK written (includes durable store)"

@@ -6,13 +6,16 @@ after `Store.append` returned: that return is the durability promise made to the
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 
-@dataclass(frozen=True, slots=True)
-class Record:
-    """One accepted frame, as stored and forwarded."""
+class Record(NamedTuple):
+    """One accepted frame, as stored and forwarded.
+
+    A NamedTuple, not a frozen dataclass: the server builds one per accepted frame, and a frozen
+    dataclass's __init__ (object.__setattr__ per field) cost 1.3 µs of the ~15 µs per frame;
+    a NamedTuple is as immutable and costs 0.3 µs. The field order is the spool row's column
+    order (spool.Spool.append_many relies on it)."""
 
     model_id: int
     frame_type: int

@@ -316,21 +316,9 @@ class Spool:
         rows: list[_Insert] = []
         size = 0
         for record, mask in items:
-            payload = record.payload
-            size += len(payload) + ROW_OVERHEAD_BYTES
-            rows.append(
-                (
-                    next_id,
-                    record.model_id,
-                    record.frame_type,
-                    record.device_id,
-                    record.seq,
-                    record.timestamp_ms,
-                    record.received_ms,
-                    payload,
-                    mask,
-                )
-            )
+            size += len(record.payload) + ROW_OVERHEAD_BYTES
+            # Record's fields are the row's columns, in order (model ... payload)
+            rows.append((next_id, *record, mask))
             next_id += 1
         if not rows:
             return

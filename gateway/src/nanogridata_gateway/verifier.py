@@ -62,15 +62,26 @@ class Verdict:
         "value",
     )
 
-    def __init__(self, reason: str | None, status: int | None) -> None:
+    def __init__(
+        self,
+        reason: str | None,
+        status: int | None,
+        model_id: int = -1,
+        frame_type: int = -1,
+        device_id: int = 0,
+        seq: int = 0,
+        timestamp_ms: int = 0,
+        tag_len: int = SHORT_TAG,
+    ) -> None:
+        # header fields in one call: once per frame, each attribute is stored once
         self.reason = reason
         self.status = status
-        self.model_id = -1
-        self.frame_type = -1
-        self.device_id = 0
-        self.seq = 0
-        self.timestamp_ms = 0
-        self.tag_len = SHORT_TAG
+        self.model_id = model_id
+        self.frame_type = frame_type
+        self.device_id = device_id
+        self.seq = seq
+        self.timestamp_ms = timestamp_ms
+        self.tag_len = tag_len
         self.key = b""
         self.mac: DeviceMac | None = None  # set once the tag verified: signs the ACK
         self.payload = b""
@@ -145,21 +156,21 @@ class Verifier:
 
     def verify(self, frame: bytes, now_ms: int) -> Verdict:
         """Verify one complete frame (as FrameStream yields them: header + payload + tag)."""
-        reason = self.check_structure(frame)
-        if reason is not None:
-            return Verdict(reason, None)
-        _, _, model, ftype, flags, n, dev, seq, ts = HEADER.unpack_from(frame, 0)
+        magic, version, model, ftype, flags, n, dev, seq, ts = HEADER.unpack_from(frame, 0)
+        # the checks of check_structure on the unpacked fields; it names the reason when one fails
+        if (
+            magic != MAGIC
+            or version != VERSION
+            or flags & RESERVED_FLAGS
+            or ftype not in DEVICE_TYPES
+            or n > MAX_PAYLOAD
+        ):
+            return Verdict(self.check_structure(frame), None)
         spec = self._models.get(model)
         if spec is None:
             return Verdict("unknown_model", None)
         tag_len = LONG_TAG if flags & FLAG_LONG_TAG else SHORT_TAG
-        verdict = Verdict(None, None)
-        verdict.model_id = model
-        verdict.frame_type = ftype
-        verdict.device_id = dev
-        verdict.seq = seq
-        verdict.timestamp_ms = ts
-        verdict.tag_len = tag_len
+        verdict = Verdict(None, None, model, ftype, dev, seq, ts, tag_len)
         if tag_len == SHORT_TAG and spec.high_security:
             verdict.reason = "short_tag"
             return verdict
