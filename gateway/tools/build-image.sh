@@ -32,7 +32,9 @@ tag="${tag:-nanogridata-gateway:$version}"
 ctx="$(mktemp -d)"
 trap 'rm -rf "$ctx"' EXIT
 
-python3 -m pip wheel --quiet --wheel-dir "$ctx/wheels" "$gw"
+# Reproducible wheels (zip timestamps from the last commit): an unchanged tree hits Docker's cache.
+SOURCE_DATE_EPOCH="$(git -C "$gw" log -1 --format=%ct 2>/dev/null || echo 315532800)" \
+  python3 -m pip wheel --quiet --wheel-dir "$ctx/wheels" "$gw"
 cp "$gw/Dockerfile" "$ctx/"
 docker build --build-arg "BASE_IMAGE=$base" -t "$tag" "$ctx"
 echo "built $tag"
