@@ -21,9 +21,11 @@ Scenarios (one fault at a time; 'all' runs them in this order):
   backup-stop      the backup host stops (lab only): traffic must not notice
 
 Each scenario runs the device simulator through the VIP, injects the fault, heals it, waits
-until the pair is whole again (both hosts ready, exactly one VIP holder) and measures: time to
-VIP on the other node, device reconnect p50/p99, frames sent/acked/stored at the sink, acked but
-missing (must be 0), duplicates, alerts fired. Exits non-zero when any target is missed.
+until the pair is whole again (both hosts ready, one MASTER and one BACKUP, exactly one VIP
+holder), keeps traffic on the healed pair a few seconds and measures: time to VIP on the other
+node, device reconnect p50/p99 (lost connection -> first ACK), frames sent/acked/stored at the
+sink, acked but missing (must be 0), duplicates, alerts fired and resolved (Alertmanager).
+Exits non-zero when any target is missed.
 
 Environment: NGD_LAB=NAME drills the lab NAME built by 'NGD_LAB=NAME scripts/deploy.sh lab'.
 
@@ -31,7 +33,8 @@ Options:
   --env ENV        inventory ansible/inventories/ENV (default: lab)
   --devices N      simulated devices (default 200)
   --rate R         total frames per second (default 1000)
-  --duration S     seconds of traffic per scenario (default 20)
+  --duration S     minimum seconds of traffic per scenario (default 20); traffic runs from
+                   before the fault until the pair is whole again after healing
   --yes            skip the typed confirmation (staging/production)
   -h, --help       this help
 

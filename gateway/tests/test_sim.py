@@ -39,6 +39,12 @@ def test_every_frame_acked_and_stored(tmp_path: Path) -> None:
             acked = set((tmp_path / "acked").read_text().split())
             assert acked == {r.idempotency_key for r in store.records}
             assert report["latency_ms"]["p99"] is not None
+            # No connection was lost: the closing at the end of the run is not a reconnect.
+            assert report["reconnects"] == 0
+            assert report["reconnect_ms"] == {
+                "count": 0, "p50": None, "p99": None, "max": None, "never_reacked": 0,
+                "tcp_count": 0, "tcp_p50": None, "tcp_p99": None,
+            }  # fmt: skip
 
     asyncio.run(scenario())
 
@@ -62,6 +68,77 @@ def test_retransmits_after_reconnect_and_gets_duplicate(tmp_path: Path) -> None:
             assert report["duplicates"] > 0  # stored before the cut, answered DUPLICATE on retransmit
             keys = [r.idempotency_key for r in store.records]
             assert len(keys) == len(set(keys)) == report["sent"]  # nothing stored twice, nothing missing
+
+    asyncio.run(scenario())
+
+
+def test_reports_reconnect_times_from_lost_connection_to_first_ack(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        async with running_gateway(make_config(tmp_path)) as (gw, _store):
+
+            async def cut_connections() -> None:
+                await asyncio.sleep(0.5)
+                conns = list(gw.server.connections)
+                assert len(conns) == 20
+                for conn in conns:
+                    assert conn.transport is not None
+                    conn.transport.abort()
+
+            cutter = asyncio.create_task(cut_connections())
+            report = await Simulator(sim_config(gw.server.port, duration_s=1.5)).run()
+            await cutter
+            rc = report["reconnect_ms"]
+            # Every device lost its connection once, reconnected and was acknowledged again.
+            assert report["reconnects"] == 20 and rc["count"] == 20 and rc["tcp_count"] == 20
+            assert rc["never_reacked"] == 0 and report["lost"] == 0
+            # Measured from the loss: the firmware's back-off (>= 25 ms) is inside every sample,
+            # and being served again (first ACK) comes after TCP is connected again.
+            assert 25.0 <= rc["tcp_p50"] <= rc["p50"] <= rc["p99"] <= rc["max"]
+            assert rc["tcp_p99"] <= rc["p99"]
+            assert rc["max"] < 1000.0  # a local gateway serves again well within a second
+
+    asyncio.run(scenario())
+
+
+def test_reconnect_time_includes_time_the_gateway_is_unreachable(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        async with running_gateway(make_config(tmp_path)) as (gw, store):
+
+            async def outage() -> None:
+                await asyncio.sleep(0.5)
+                store.full = True  # every frame answered BUSY: connected, but not served
+                for conn in list(gw.server.connections):
+                    assert conn.transport is not None
+                    conn.transport.abort()
+                await asyncio.sleep(0.6)
+                store.full = False
+
+            task = asyncio.create_task(outage())
+            report = await Simulator(sim_config(gw.server.port, devices=5, rate=100.0, duration_s=2.0)).run()
+            await task
+            rc = report["reconnect_ms"]
+            assert rc["count"] == 5 and rc["never_reacked"] == 0 and report["lost"] == 0
+            # TCP came back quickly; the first ACK only after the store accepted again (>= 0.6 s).
+            assert rc["tcp_p99"] < 500.0
+            assert rc["p50"] >= 600.0
+
+    asyncio.run(scenario())
+
+
+def test_stop_file_ends_sending_early(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        async with running_gateway(make_config(tmp_path)) as (gw, _store):
+            stop = tmp_path / "stop"
+
+            async def stop_soon() -> None:
+                await asyncio.sleep(0.5)
+                stop.touch()
+
+            task = asyncio.create_task(stop_soon())
+            report = await Simulator(sim_config(gw.server.port, duration_s=30.0, stop_file=str(stop))).run()
+            await task
+            assert 0.5 <= report["send_phase_s"] < 2.0  # not the 30 s of --duration
+            assert report["sent"] > 0 and report["lost"] == 0 and report["acked"] == report["sent"]
 
     asyncio.run(scenario())
 

@@ -2,10 +2,12 @@
 
 N devices, each on its own TCP connection, send authenticated frames at a total rate (or as fast
 as their window allows with --rate 0), keep every unacknowledged frame and retransmit it after an
-ACK timeout or a reconnect, as the firmware does. Bounded: --duration and --max-frames stop it,
---drain-s bounds the wait for the last ACKs. Reports sent/acked/duplicates/lost, throughput and
-ACK latency percentiles; exits 1 when a frame stays unacknowledged (lost), an ACK fails
-verification, or an ACK names a frame that was never sent.
+ACK timeout or a reconnect, as the firmware does. Bounded: --duration and --max-frames stop it
+(--stop-file too, for a caller that decides when sending ends), --drain-s bounds the wait for the
+last ACKs. Reports sent/acked/duplicates/lost, throughput, ACK latency percentiles and reconnect
+times (per lost connection: until TCP is connected again, and until the first ACK after that;
+p50/p99/max, as failover drills need them); exits 1 when a frame stays unacknowledged (lost), an
+ACK fails verification, or an ACK names a frame that was never sent.
 """
 
 from __future__ import annotations
@@ -30,6 +32,14 @@ from .protocol import FLAG_LONG_TAG, HEADER, HEADER_LEN, LONG_TAG, MAGIC, VERSIO
 from .stream import FrameStream
 
 MAX_LATENCY_SAMPLES = 2_000_000
+MAX_RECONNECT_SAMPLES = 1_000_000
+
+
+def percentile_ms(ordered: list[float], p: float, digits: int = 3) -> float | None:
+    """The p-th percentile (nearest rank) of sorted samples in seconds, in milliseconds."""
+    if not ordered:
+        return None
+    return round(ordered[min(len(ordered) - 1, int(p / 100 * len(ordered)))] * 1000, digits)
 
 
 def make_payload(profile: str, device_id: int) -> bytes:
@@ -76,6 +86,7 @@ class SimConfig:
     raw_ack_size: int = 0  # >0: baseline mode against an echo server (count bytes, no ACK parsing)
     acked_out: str | None = None
     state_file: str | None = None  # persists the sequence high-water mark across runs
+    stop_file: str | None = None  # sending ends early once this file exists
     seed: int = 1
 
 
@@ -95,6 +106,10 @@ class Stats:
     reconnects: int = 0
     connect_failures: int = 0
     latencies: list[float] = field(default_factory=list)
+    # Per connection lost while running: seconds until TCP is connected again, and until the first
+    # ACK (OK or DUPLICATE) after that, i.e. until the device is really served again.
+    tcp_reconnect_s: list[float] = field(default_factory=list)
+    reconnect_s: list[float] = field(default_factory=list)
 
 
 class SimDevice(asyncio.Protocol):
@@ -110,6 +125,8 @@ class SimDevice(asyncio.Protocol):
         self.stream = FrameStream()
         self.connected = asyncio.Event()
         self.raw_pending = 0
+        self.down_since: float | None = None  # lost its connection at (perf_counter), until re-acked
+        self.tcp_back = False  # connected again since down_since
         # Distinct timestamps per device: a time-series store deduplicating identical (series, ms)
         # samples (VictoriaMetrics with -dedup.minScrapeInterval=1ms) must keep every frame.
         self.last_ts = 0
@@ -162,11 +179,23 @@ class SimDevice(asyncio.Protocol):
         self.transport = cast(asyncio.Transport, transport)  # uvloop's transports are not subclasses
         self.stream = FrameStream()
         self.connected.set()
+        if self.down_since is not None and not self.tcp_back:
+            self.tcp_back = True
+            self.sim.record_reconnect(self.sim.stats.tcp_reconnect_s, time.perf_counter() - self.down_since)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.transport = None
         self.connected.clear()
+        if not self.sim.stopping and self.down_since is None:
+            self.down_since = time.perf_counter()
+            self.tcp_back = False
         self.sim.on_disconnect(self)
+
+    def _served_again(self, now: float) -> None:
+        """The first ACK after a lost connection: the reconnect is complete."""
+        if self.down_since is not None:
+            self.sim.record_reconnect(self.sim.stats.reconnect_s, now - self.down_since)
+            self.down_since = None
 
     def data_received(self, data: bytes) -> None:
         sim = self.sim
@@ -185,6 +214,7 @@ class SimDevice(asyncio.Protocol):
                 stats.acked += 1
                 stats.ok += 1
                 sim.record_latency(now - entry[1])
+                self._served_again(now)
             if sim.closed_loop and count:
                 self.send_new(count, now)
             return
@@ -226,6 +256,7 @@ class SimDevice(asyncio.Protocol):
             del self.unacked[ack_seq]
             freed += 1
             if status in (AckStatus.OK, AckStatus.DUPLICATE):
+                self._served_again(now)
                 stats.acked += 1
                 if status == AckStatus.OK:
                     stats.ok += 1
@@ -260,6 +291,15 @@ class Simulator:
         self._reconnects: set[asyncio.Task[None]] = set()
         self._stopping = False
         self._lat_seen = 0
+
+    @property
+    def stopping(self) -> bool:
+        """The run is over: connections closing now are not lost ones."""
+        return self._stopping
+
+    def record_reconnect(self, samples: list[float], value: float) -> None:
+        if len(samples) < MAX_RECONNECT_SAMPLES:
+            samples.append(value)
 
     def record_latency(self, value: float) -> None:
         self._lat_seen += 1
@@ -332,11 +372,16 @@ class Simulator:
         rr = 0
         last = t0
         last_retx = t0
+        last_stop_check = t0
         while True:
             await asyncio.sleep(tick)
             now = time.perf_counter()
             if now >= deadline or self.budget <= 0:
                 break
+            if cfg.stop_file and now - last_stop_check >= 0.1:
+                last_stop_check = now
+                if os.path.exists(cfg.stop_file):
+                    break
             if not self.closed_loop:
                 carry += cfg.rate * (now - last)
                 due = int(carry)
@@ -392,11 +437,11 @@ class Simulator:
         s = self.stats
         lost = sum(len(d.unacked) for d in self.devices)
         lat = sorted(s.latencies)
+        rec = sorted(s.reconnect_s)
+        tcp = sorted(s.tcp_reconnect_s)
 
         def pct(p: float) -> float | None:
-            if not lat:
-                return None
-            return round(lat[min(len(lat) - 1, int(p / 100 * len(lat)))] * 1000, 3)
+            return percentile_ms(lat, p)
 
         send_s = max(t_send_end - t0, 1e-9)
         result = {
@@ -425,6 +470,18 @@ class Simulator:
                 "p99": pct(99),
                 "p999": pct(99.9),
                 "max": pct(100),
+            },
+            # Lost connection -> first ACK after reconnecting (count, percentiles); never_reacked:
+            # devices still waiting for that ACK at the end (e.g. nothing left to send).
+            "reconnect_ms": {
+                "count": len(rec),
+                "p50": percentile_ms(rec, 50, 1),
+                "p99": percentile_ms(rec, 99, 1),
+                "max": percentile_ms(rec, 100, 1),
+                "never_reacked": sum(1 for d in self.devices if d.down_since is not None),
+                "tcp_count": len(tcp),
+                "tcp_p50": percentile_ms(tcp, 50, 1),
+                "tcp_p99": percentile_ms(tcp, 99, 1),
             },
         }
         if self.acked_keys is not None and self.cfg.acked_out:
@@ -457,6 +514,10 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--rate", type=float, default=100.0, help="total new frames per second; 0 = closed loop")
     ap.add_argument("--duration", type=float, default=10.0, help="seconds of sending (bounded: max 3600)")
     ap.add_argument("--max-frames", type=int, default=1_000_000, help="stop after this many new frames")
+    ap.add_argument(
+        "--stop-file",
+        help="stop sending as soon as this file exists (checked every 0.1 s; --duration still bounds)",
+    )
     ap.add_argument("--model", default="0x10", help="model id")
     ap.add_argument("--tag-len", type=int, choices=(16, 32), default=16)
     ap.add_argument("--profile", default="pressure", help="pressure | gas | multi | bytes:N")
@@ -520,6 +581,7 @@ def main(argv: list[str] | None = None) -> int:
         raw_ack_size=args.raw_ack_size,
         acked_out=args.acked_out,
         state_file=args.state_file or None,
+        stop_file=args.stop_file,
     )
     make_payload(cfg.profile, 0)  # fail early on a bad profile
     if not args.no_uvloop:

@@ -28,14 +28,16 @@ def active_alerts(executor: Executor, mon: str, port: int) -> list[dict[str, Any
 
 @dataclass
 class AlertRecorder:
-    """Polls Alertmanager during a scenario; remembers when each alert was first seen active."""
+    """Polls Alertmanager during a scenario; remembers when each alert was first seen active and
+    when it was no longer active after that (resolved)."""
 
     executor: Executor
     mon: str
     port: int
-    interval_s: float = 2.0
+    interval_s: float = 1.0
     ignore: set[str] = field(default_factory=set)  # already firing before the fault
     first_seen: dict[str, float] = field(default_factory=dict)
+    resolved: dict[str, float] = field(default_factory=dict)
     reachable: bool = False
     _stop: threading.Event = field(default_factory=threading.Event)
     _thread: threading.Thread | None = None
@@ -46,10 +48,12 @@ class AlertRecorder:
             now = time.monotonic()
             if alerts is not None:
                 self.reachable = True
-                for alert in alerts:
-                    name = str(alert.get("labels", {}).get("alertname", "?"))
-                    if name not in self.ignore:
-                        self.first_seen.setdefault(name, now)
+                active = {str(a.get("labels", {}).get("alertname", "?")) for a in alerts}
+                for name in active - self.ignore:
+                    self.first_seen.setdefault(name, now)
+                    self.resolved.pop(name, None)
+                for name in set(self.first_seen) - active:
+                    self.resolved.setdefault(name, now)
             self._stop.wait(self.interval_s)
 
     def start(self) -> None:

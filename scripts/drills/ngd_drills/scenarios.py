@@ -10,6 +10,8 @@ from .env import DrillError, Executor
 # A table of our own in each gateway's nftables ruleset: dropping it heals the partition
 # without touching the firewall role's rules.
 PARTITION_TABLE = "ngd_drill_partition"
+# The HA issue's target: the VIP is on the backup within this many seconds of the master stopping.
+TARGET_VIP_MOVE_S = 1.0
 
 
 @dataclass(frozen=True)
@@ -89,6 +91,8 @@ class Scenario:
     inject: Action
     heal: Action
     vip_moves: bool  # the VIP is expected on the backup after the fault
+    # When set: the VIP must be on the backup within this many seconds of the fault (a target).
+    vip_target_s: float | None = None
     needs_host_power: bool = False
     hold_s: float = 4.0  # how long the fault stays when nothing is awaited
     split_brain: bool = False
@@ -103,6 +107,7 @@ SCENARIOS: dict[str, Scenario] = {
             _host_stop("master"),
             _host_start("master"),
             vip_moves=True,
+            vip_target_s=TARGET_VIP_MOVE_S,
             needs_host_power=True,
         ),
         Scenario(

@@ -82,6 +82,7 @@ def _result(name: str, **kw: object) -> ScenarioResult:
         "reconnect_ms": {"count": 50, "p99": 400.0},
     }
     r.stored, r.acked_missing = 100, 0
+    r.vrrp_states_after = {"gw-a": 1, "gw-b": 2}
     for k, v in kw.items():
         setattr(r, k, v)
     return r
@@ -124,6 +125,20 @@ def test_partition_needs_split_brain_and_a_timely_alert() -> None:
     assert not all(t.ok for t in evaluate(SCENARIOS["partition"], late))
     good = _result("partition", max_vip_holders=2, split_brain_alert_s=42.0)
     assert all(t.ok for t in evaluate(SCENARIOS["partition"], good))
+
+
+def test_healing_must_leave_exactly_one_master() -> None:
+    for states in ({"gw-a": 2, "gw-b": 2}, {"gw-a": 1, "gw-b": 1}, {"gw-a": 3, "gw-b": 2}, {}):
+        r = _result("keepalived-stop", vip_moved=True, vrrp_states_after=states)
+        missed = [t.name for t in evaluate(SCENARIOS["keepalived-stop"], r) if not t.ok]
+        assert missed == ["exactly one MASTER after healing (the other BACKUP)"], states
+
+
+def test_gateway_kill_without_measured_reconnects_is_a_failure() -> None:
+    r = _result("gateway-kill", max_vip_holders=1)
+    r.sim["reconnect_ms"] = {"count": 0, "p99": None}
+    missed = [t.name for t in evaluate(SCENARIOS["gateway-kill"], r) if not t.ok]
+    assert missed == ["devices reconnected <= 1000 ms p99"]
 
 
 def test_cli_bounds() -> None:
