@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import ipaddress
+import socket
 from collections.abc import Callable
 from typing import Any
 
@@ -64,3 +66,41 @@ def test_gateway_ports_open_only_to_their_sources(
     assert not can_connect(other_host(peer), me, metrics_port)
     # The node itself may always connect (local traffic goes over lo).
     assert can_connect(host, me, data_port)
+
+
+def connects_from_here(address: str, port: int, timeout: float = 2.0) -> bool:
+    """True when this machine (the one running the lab: .1 of the lab's bridge) reaches address:port."""
+    try:
+        socket.create_connection((address, port), timeout=timeout).close()
+    except OSError:
+        return False
+    return True
+
+
+def test_lab_networks_are_derived_from_the_lab_subnet(
+    host: testinfra.host.Host,
+    name: str,
+    groups: dict[str, list[str]],
+    inventory: Any,
+    other_host: Callable[[str], testinfra.host.Host],
+    tcp_listener: Callable[[int], None],
+    hostvars: dict[str, Any],
+) -> None:
+    """In a lab, ngd_admin_cidrs is the lab machine (.1 of ngd_lab_subnet) and ngd_device_cidrs the
+    lab's subnet (group_vars/all/topology.yml): SSH from the machine only, devices from the subnet."""
+    subnet = hostvars.get("ngd_lab_subnet")
+    if not subnet:
+        pytest.skip("not a lab: the networks come from the environment's inventory")
+    others = [h for hosts in groups.values() for h in hosts if h != name]
+    if not others:
+        pytest.skip("needs a second host of the lab")
+    me = private_ip(inventory, name)
+    assert ipaddress.ip_address(me) in ipaddress.ip_network(subnet)
+    ssh_port = 22  # the firewall role's firewall_ssh_port default
+    tcp_listener(ssh_port)
+    assert connects_from_here(me, ssh_port), "the lab machine (admin network) must reach SSH"
+    assert not can_connect(other_host(others[0]), me, ssh_port), "SSH must be closed to other lab hosts"
+    if name in groups["gateways"]:
+        device_port = int(hostvars["ngd_device_port"])
+        tcp_listener(device_port)
+        assert can_connect(other_host(others[0]), me, device_port), "devices on the lab subnet must connect"

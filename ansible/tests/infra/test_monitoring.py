@@ -52,6 +52,23 @@ def test_prometheus_scrapes_every_node_exporter(
     wait_for(lambda: up_nodes() == expected, f"node targets up: {sorted(expected)}", timeout=60, step=2)
 
 
+@pytest.mark.prometheus
+def test_prometheus_admin_api_takes_the_backup_snapshot(
+    host: testinfra.host.Host, name: str, groups: dict[str, list[str]], hostvars: dict[str, Any]
+) -> None:
+    """scripts/backup.sh snapshots the TSDB through the admin API (--web.enable-admin-api)."""
+    on_monitoring(name, groups)
+    assert "--web.enable-admin-api" in host.check_output("ps -o args= -C prometheus")
+    base = f"http://127.0.0.1:{hostvars['ngd_prometheus_port']}"
+    wait_for(lambda: host.run(f"curl -fsS -o /dev/null {base}/-/ready").rc == 0, "Prometheus ready")
+    answer = json.loads(host.check_output(f"curl -fsS -XPOST {base}/api/v1/admin/tsdb/snapshot"))
+    assert answer["status"] == "success", answer
+    snapshot = answer["data"]["name"]
+    found = host.check_output(f"find /var/lib/prometheus -maxdepth 3 -type d -path '*/snapshots/{snapshot}'")
+    assert found, f"snapshot {snapshot} not under /var/lib/prometheus"
+    host.run(f"rm -rf {found}")
+
+
 @pytest.mark.alertmanager
 def test_alertmanager_runs_and_prometheus_knows_it(
     host: testinfra.host.Host, name: str, groups: dict[str, list[str]], hostvars: dict[str, Any]
