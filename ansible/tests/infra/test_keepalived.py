@@ -33,6 +33,12 @@ def test_keepalived_running_with_valid_config(host: testinfra.host.Host) -> None
     assert host.run("keepalived-config-test /etc/keepalived/keepalived.conf").rc == 0
 
 
+def test_keepalived_starts_after_nginx(host: testinfra.host.Host) -> None:
+    # systemd's own view of the unit (drop-in loaded), not the drop-in file's text.
+    after = host.check_output("systemctl show keepalived --property=After --value").split()
+    assert "nginx.service" in after
+
+
 def test_scripts_run_as_unprivileged_user(host: testinfra.host.Host) -> None:
     user = host.user("keepalived_script")
     assert user.shell == "/usr/sbin/nologin"
