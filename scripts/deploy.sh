@@ -182,7 +182,7 @@ verify() {
   if [[ -d "$REPO_ROOT/ansible/tests/infra" && "${NGD_DEPLOY_SKIP_TESTINFRA:-0}" != 1 ]]; then
     log "testinfra: ansible/tests/infra (not disruptive)"
     ANSIBLE_CONFIG="$REPO_ROOT/ansible/ansible.cfg" pytest -q -p no:cacheprovider "$REPO_ROOT/ansible/tests/infra" \
-      --hosts='ansible://gateways,ansible://monitoring,ansible://collectors' --ansible-inventory="$INVENTORY" -m 'not disruptive' \
+      --hosts='ansible://all' --ansible-inventory="$INVENTORY" -m 'not disruptive' \
       || { warn "testinfra failed (above)"; return 1; }
   fi
   local probe_device=$((3000000000 + $(date +%s) % 1000000000))

@@ -279,7 +279,19 @@ lab_secret() {
   dir="$(lab_dir)/secrets"
   mkdir -p "$dir" && chmod 700 "$dir"
   if [[ ! -s "$dir/$name" ]]; then
-    (umask 077 && head -c 32 /dev/urandom | base64 | tr -d '/+=\n' >"$dir/$name")
+    # Atomic: written to a temp file (0600) in the same directory, then renamed into place, so a
+    # concurrent reader (two scripts asking at once) or a killed run never sees a partial secret.
+    # A racing writer loses without harm: `mv -n` keeps the first secret, and both read it back.
+    local tmp
+    tmp=$(mktemp "$dir/.$name.XXXXXX")
+    chmod 600 "$tmp"
+    if ! head -c 32 /dev/urandom | base64 | tr -d '/+=\n' >"$tmp" || [[ ! -s "$tmp" ]]; then
+      rm -f "$tmp"; die "could not write secret $name"
+    fi
+    # An empty file can only be the leftover of a killed non-atomic write: replace it.
+    [[ -e "$dir/$name" && ! -s "$dir/$name" ]] && rm -f "$dir/$name"
+    mv -n "$tmp" "$dir/$name"
+    rm -f "$tmp"
   fi
   cat "$dir/$name"
 }

@@ -8,6 +8,11 @@ No Grafana server can run on the project's machines, so this stands in for "open
 dashboard": each target of grafana/dashboards/*.json is sent, with the dashboard variables
 substituted ("All"), to the /api/v1/query endpoint of the datasource it names. Fails when a
 query errors or returns no data (run it after traffic has flowed, e.g. after a lab drill).
+
+--allow-empty-file FILE (e.g. grafana/ci/empty-in-healthy-lab.txt) names single panel queries,
+as "<dashboard uid> <panel title> / <refId>", that legitimately return nothing in a healthy lab
+(an error counter that never counted): an empty result of those passes, marked "(allowed: ...)";
+an error does not. Every line needs a reason, and a listed query that does not exist fails.
 """
 
 from __future__ import annotations
@@ -36,6 +41,27 @@ class Target:
     panel: str
     datasource: str
     expr: str
+    uid: str = ""
+    ref_id: str = ""
+
+    @property
+    def key(self) -> str:
+        """How the allow-list names this query: "<dashboard uid> <panel title> / <refId>"."""
+        return " ".join(f"{self.uid} {self.panel} / {self.ref_id}".split())
+
+
+def load_allow_list(path: Path) -> dict[str, str]:
+    """Lines "<dashboard uid> <panel title> / <refId>  # reason"; '#' lines are comments."""
+    allowed: dict[str, str] = {}
+    for number, raw in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        key, sep, reason = line.partition("#")
+        if not sep or not reason.strip():
+            raise SystemExit(f"{path}:{number}: every allowed-empty query needs '# reason'")
+        allowed[" ".join(key.split())] = reason.strip()
+    return allowed
 
 
 def substitute(expr: str, variables: dict[str, str]) -> str:
@@ -67,6 +93,8 @@ def targets(dashboard: dict[str, Any]) -> list[Target]:
                     panel.get("title", ""),
                     datasource,
                     substitute(target["expr"], variables),
+                    dashboard.get("uid", ""),
+                    target.get("refId", ""),
                 )
             )
     return found
@@ -104,25 +132,39 @@ def main(argv: list[str] | None = None) -> int:
         metavar="UID",
         help="accept empty results from this datasource uid (syntax-only check, e.g. an empty TSDB)",
     )
+    parser.add_argument(
+        "--allow-empty-file",
+        type=Path,
+        metavar="FILE",
+        help="panel queries allowed to return no data, with the reason (see above)",
+    )
     args = parser.parse_args(argv)
     urls = {PROMETHEUS_UID: args.prometheus, VICTORIAMETRICS_UID: args.victoriametrics}
+    allowed = load_allow_list(args.allow_empty_file) if args.allow_empty_file else {}
     failures = 0
     total = 0
+    seen: set[str] = set()
     for path in sorted(args.dashboards.glob("*.json")):
         for target in targets(json.loads(path.read_text())):
             total += 1
+            seen.add(target.key)
             if target.datasource not in urls:
                 ok, detail = False, f"unknown datasource uid '{target.datasource}'"
             else:
                 ok, detail = run_query(urls[target.datasource], target.expr, args.timeout)
                 if not ok and detail == "empty result" and target.datasource in args.allow_empty:
                     ok, detail = True, "no data (allowed)"
+                elif not ok and detail == "empty result" and target.key in allowed:
+                    ok, detail = True, f"no data (allowed: {allowed[target.key]})"
             if not ok:
                 failures += 1
             print(
-                f"{'ok  ' if ok else 'FAIL'} {target.dashboard} / {target.panel}: {detail}"
-                + ("" if ok else f"\n     {target.expr}")
+                f"{'ok  ' if ok else 'FAIL'} {target.dashboard} / {target.panel} / {target.ref_id}: "
+                f"{detail}" + ("" if ok else f"\n     {target.expr}")
             )
+    for key in sorted(set(allowed) - seen):
+        failures += 1
+        print(f"FAIL allow-list names a query that no dashboard has: {key}")
     print(f"check_queries: {total - failures}/{total} panel queries passed")
     return 1 if failures or not total else 0
 

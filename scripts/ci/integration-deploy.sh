@@ -3,6 +3,9 @@
 #   1. scripts/deploy.sh lab (cold on a fresh machine, or on top of the running lab)
 #   2. a second deploy with a new --version while devices send traffic: 0 acknowledged frames lost
 #   3. scripts/rollback.sh back to the first version, traffic flowing: 0 lost
+#   3b. monitoring of the deployed lab (issue 7): every Prometheus scrape target on mon is up, and
+#      every Grafana panel query returns data (grafana/tools/check_queries.py, run on mon where
+#      Grafana would run), except the queries grafana/ci/empty-in-healthy-lab.txt names with a reason
 #   4. backup.sh lab; the gateways' replay state and secrets and the collector's data are destroyed;
 #      restore.sh brings them back: an old frame is refused as a duplicate again, and the points
 #      sent before the backup are queryable again.
@@ -26,12 +29,19 @@ timed() {  # timed LABEL CMD...
 }
 fail() { die "deploy integration: $*"; }
 in_lab() { "$LAB_SH" shell "$@" </dev/null; }
+print_timings() {
+  ((${#TIMINGS[@]})) || return 0
+  banner "deploy integration timings"
+  printf '%s\n' "${TIMINGS[@]}"
+}
 
 ensure_docker
 if [[ "${NGD_DEPLOY_CI_FRESH:-0}" == 1 ]]; then "$LAB_SH" down; fi
 WORK=$(mktemp -d)
 TRAFFIC_STOP="$WORK/stop-traffic"
 cleanup() {
+  local rc=$?
+  ((rc == 0)) || print_timings  # a failed run still says how long each part took
   touch "$TRAFFIC_STOP"
   wait 2>/dev/null || true
   rm -rf "$WORK"
@@ -46,12 +56,18 @@ current_release() {  # the release both gateways run (fails when they differ)
 }
 
 # --- 1. deploy ----------------------------------------------------------------------------------
-# The lab is kept between runs: on a fresh machine the first deploy is cold and a second one
-# measures a re-run with nothing to change; on a reused lab the first one already is that re-run.
+# The lab is kept between runs. No lab: a cold deploy, then a re-run of the release it installed
+# (--version: nothing to change, whatever the working tree did meanwhile), measured. A kept lab:
+# one deploy.sh lab, which converges (same release) or rolls out this checkout's release; the
+# re-run is not repeated there, to keep a warm run short (the rolling deploy below measures a change).
 if [[ -z "$("$DOCKER" ps -q --filter "label=io.nanogridata.lab=$NGD_LAB")" ]]; then
   timed "deploy.sh lab (cold)" ./scripts/deploy.sh lab --yes || fail "deploy.sh lab failed"
+  V0=$(current_release)
+  timed "deploy.sh lab (re-run, no-op)" ./scripts/deploy.sh lab --version "$V0" --yes \
+    || fail "re-running deploy.sh lab failed"
+else
+  timed "deploy.sh lab (lab kept)" ./scripts/deploy.sh lab --yes || fail "deploy.sh lab on the kept lab failed"
 fi
-timed "deploy.sh lab (re-run)" ./scripts/deploy.sh lab --yes || fail "re-running deploy.sh lab failed"
 V1=$(current_release)
 [[ -n "$V1" && "$V1" != MIXED:* ]] || fail "after deploy.sh the gateways do not run one release: '$V1'"
 log "first release: $V1"
@@ -67,15 +83,17 @@ sim() {  # sim ARGS...: the simulator on the sim host (group devices) against th
 }
 
 # traffic_start NAME: back-to-back 8 s simulator runs (5 devices, 25 frames/s) until
-# traffic_stop; at most 40 runs (~6 min). Each run's report is one line of $WORK/NAME.jsonl.
+# traffic_stop; at most 90 runs (~15 min: a rolling deploy on a loaded 2-core machine took 6 min
+# of roll-out, and the traffic must outlast it). Each run's report is one line of $WORK/NAME.jsonl.
 traffic_start() {
-  rm -f "$TRAFFIC_STOP" "$WORK/$1.jsonl"
+  rm -f "$TRAFFIC_STOP" "$WORK/$1.jsonl" "$WORK/$1.capped"
   (
-    for ((i = 0; i < 40; i++)); do
-      [[ -e "$TRAFFIC_STOP" ]] && break
+    for ((i = 0; i < 90; i++)); do
+      [[ -e "$TRAFFIC_STOP" ]] && exit 0
       sim --devices 5 --device-base $((2000000 + i * 10)) --rate 25 --duration 8 --drain 10 \
         >>"$WORK/$1.jsonl" 2>>"$WORK/$1.err" || true
     done
+    touch "$WORK/$1.capped"  # the change outlasted the traffic: its end was not under load
   ) &
   TRAFFIC_PID=$!
   sleep 3  # the first run is connected before the change starts
@@ -84,6 +102,7 @@ traffic_start() {
 traffic_stop() {
   touch "$TRAFFIC_STOP"
   wait "$TRAFFIC_PID" || true
+  [[ ! -e "$WORK/$1.capped" ]] || fail "the traffic during $1 ended (90 runs) before $1 did: raise the cap"
   python3 - "$WORK/$1.jsonl" "$1" <<'PY' || fail "traffic during $1 lost acknowledged frames (above; $(tail -3 "$WORK/$1.err" 2>/dev/null))"
 import json, sys
 runs = [json.loads(line) for line in open(sys.argv[1]) if line.strip().startswith("{")]
@@ -111,6 +130,46 @@ traffic_start rollback
 timed "rollback.sh lab --to V1" ./scripts/rollback.sh lab --to "$V1" --yes || fail "rollback to $V1 failed"
 traffic_stop rollback
 [[ "$(current_release)" == "$V1" ]] || fail "after the rollback the gateways do not run $V1"
+
+# --- 3b. monitoring of the deployed lab -------------------------------------------------------
+# Right after two traffic phases, so the rate() windows of every panel have data.
+PROM_URL="http://127.0.0.1:$(ops_port ngd_prometheus_port)"
+read -r -d '' TARGETS_DOWN_PY <<'PY' || true
+import json, sys
+targets = json.load(sys.stdin)["data"]["activeTargets"]
+if not targets:
+    print("no active scrape target at all")
+for t in targets:
+    if t["health"] != "up":
+        labels = t["labels"]
+        print(f"{labels['job']} {labels.get('instance')}: {t['health']} {t.get('lastError', '')}")
+PY
+targets_down() {  # the scrape targets that are not up, one "job instance: health last error" a line
+  in_lab mon curl -fsS "$PROM_URL/api/v1/targets?state=active" | python3 -c "$TARGETS_DOWN_PY"
+}
+check_monitoring() {
+  local down="" i
+  # A target of a node restarted by the rollback may need one scrape interval to come back.
+  for ((i = 0; i < 30; i++)); do
+    down=$(targets_down) || down="Prometheus on mon does not answer $PROM_URL/api/v1/targets"
+    [[ -z "$down" ]] && break
+    sleep 2
+  done
+  [[ -z "$down" ]] || { printf '%s\n' "$down" >&2; warn "Prometheus scrape targets not up (above)"; return 1; }
+  ok "every Prometheus scrape target on mon is up ($(in_lab mon curl -fsS "$PROM_URL/api/v1/query?query=count(up%3D%3D1)" \
+    | python3 -c 'import json,sys; print(json.load(sys.stdin)["data"]["result"][0]["value"][1])') targets)"
+  # The panel queries from mon, where Grafana runs: its datasources are Prometheus there and
+  # VictoriaMetrics on the collector (the collector's firewall admits mon, not this machine).
+  local dir=/var/tmp/ngd-ci-grafana
+  tar -C "$REPO_ROOT/grafana" -cf - tools/check_queries.py dashboards ci/empty-in-healthy-lab.txt \
+    | "$LAB_SH" shell mon sh -c "rm -rf $dir && mkdir -p $dir && tar -C $dir -xf -" \
+    || { warn "could not copy the dashboards to mon"; return 1; }
+  in_lab mon python3 "$dir/tools/check_queries.py" --dashboards "$dir/dashboards" --prometheus "$PROM_URL" \
+    --victoriametrics "http://$(ops_inventory_var lab collector ngd_private_ip):$(ops_port ngd_victoriametrics_port)" \
+    --allow-empty-file "$dir/ci/empty-in-healthy-lab.txt" \
+    || { warn "a Grafana panel query failed or returned no data (FAIL lines above)"; return 1; }
+}
+timed "monitoring check (targets, panel queries)" check_monitoring || fail "monitoring of the deployed lab is not complete (above)"
 
 # --- 4. backup / restore round trip ---------------------------------------------------------------
 REPLAY_DEVICE=$((1000000 + $(date +%s) % 1000000)) REPLAY_SEQ=$(( $(date +%s) ))
@@ -154,5 +213,4 @@ python3 -c 'import json,sys; r=json.loads(sys.argv[1]); sys.exit(0 if r["duplica
   || fail "after the restore the old frames were not refused as duplicates (replay state not back): $again"
 ok "backup/restore: secrets, replay state (old frames refused again) and telemetry points are back"
 
-banner "deploy integration timings"
-printf '%s\n' "${TIMINGS[@]}"
+print_timings
