@@ -42,6 +42,15 @@ cleanup() {
 }
 trap cleanup EXIT
 
+ensure_docker
+# Molecule labs (m-<scenario>) left by a killed run hold the shared scenario subnets: remove them
+# all first, never any other lab (lab, deploy, ci, ... are not ours to touch here).
+for stale in $("$DOCKER" network ls --filter label=io.nanogridata.lab \
+  --format '{{.Label "io.nanogridata.lab"}}' | grep '^m-' || true); do
+  warn "removing the stale molecule lab $stale"
+  "$REPO_ROOT/scripts/lab.sh" down --lab "$stale" >/dev/null
+done
+
 failed=()
 for scenario in "${scenarios[@]}"; do
   banner "molecule scenario $scenario"
