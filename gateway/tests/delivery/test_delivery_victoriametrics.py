@@ -20,7 +20,7 @@ from conftest import VictoriaMetrics, delivery_raw, make_record, metric, wait_fo
 pytestmark = pytest.mark.integration
 
 # The drill stops VictoriaMetrics for 60 s; CI keeps it shorter unless asked.
-OUTAGE_S = float(os.environ.get("NGD_VM_OUTAGE_S", "8"))
+OUTAGE_S = float(os.environ.get("NGD_VM_OUTAGE_S", "60"))
 SERIES = '{__name__="nanogridata_0x10_pressure"}'
 
 
