@@ -19,6 +19,8 @@ USAGE
 REPO_ROOT="${REPO_ROOT:-$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)}"
 # shellcheck source=/dev/null  # common.sh lives at the repository root, checked on its own
 source "$REPO_ROOT/scripts/lib/common.sh"
+# shellcheck source=/dev/null  # ops_port: the one reader of ports.yml for scripts
+source "$REPO_ROOT/scripts/ops/lib.sh"
 
 NAME=ngd-ci-gateway-image
 TAG=ngd-ci-gateway:test
@@ -44,9 +46,7 @@ trap cleanup EXIT
 
 secret=$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n')
 # The ports the image EXPOSEs (ansible/group_vars/all/ports.yml is their source of truth).
-port_of() { sed -n "s/^$1: *\([0-9]*\).*/\1/p" "$REPO_ROOT/ansible/group_vars/all/ports.yml"; }
-data_port=$(port_of ngd_gateway_data_port) http_port=$(port_of ngd_gateway_metrics_port)
-[[ -n "$data_port" && -n "$http_port" ]] || die "gateway ports not found in ansible/group_vars/all/ports.yml"
+data_port=$(ops_port ngd_gateway_data_port) http_port=$(ops_port ngd_gateway_metrics_port)
 cat >"$work/gateway.toml" <<TOML
 # Throw-away config of the image test: the image's own defaults for paths, a jsonl sink on the volume.
 [server]
