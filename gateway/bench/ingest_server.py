@@ -1,5 +1,11 @@
 #!/usr/bin/env python3
-"""Servers for bench_ingest.py: a uvloop echo baseline, and the gateway with an in-memory Store."""
+"""Servers for bench_ingest.py: a uvloop echo baseline, and the gateway with
+--store memory    an in-memory Store (the protocol path alone)
+--store spool     the durable SQLite spool (group commit; ACK OK only after the fsync), no sink
+                  reading it back: the ingest path as a device sees it
+--store delivery  the product's delivery store: the spool plus a jsonl sink in the state
+                  directory, so the gateway also reads every record back and forwards it
+"""
 
 from __future__ import annotations
 
@@ -14,9 +20,11 @@ from typing import Any
 
 import uvloop
 
-from nanogridata_gateway.app import Gateway
+from nanogridata_gateway.app import Gateway, delivery_store_factory
 from nanogridata_gateway.config import GatewayConfig, LogConfig, ProtocolConfig, ServerConfig
+from nanogridata_gateway.delivery_config import SpoolConfig, parse_delivery_config
 from nanogridata_gateway.records import Record
+from nanogridata_gateway.spool import Spool
 from nanogridata_gateway.verifier import ModelSpec
 
 FRAME, ANSWER = 110, b"\x00" * 16
@@ -37,6 +45,38 @@ class Echo(asyncio.Protocol):
         frames, self.pending = divmod(self.pending, FRAME)
         if frames:
             self.transport.write(ANSWER * frames)
+
+
+class SpoolStore:
+    """The spool alone as the Store (records stay spooled: nothing forwards them)."""
+
+    def __init__(self, state: Path, commit_interval_ms: float | None, registry: Any) -> None:
+        defaults = SpoolConfig()
+        interval = defaults.commit_interval_ms if commit_interval_ms is None else commit_interval_ms
+        self.spool = Spool(
+            str(state / "spool" / "spool.db"),
+            ["file"],
+            max_bytes=defaults.max_bytes,
+            max_age_s=defaults.max_age_s,
+            commit_interval_s=interval / 1000,
+            max_commit_records=defaults.max_commit_records,
+            registry=registry,
+        )
+
+    async def start(self) -> None:
+        return None
+
+    async def append(self, record: Record) -> None:
+        await self.spool.append(record, 1)
+
+    async def append_many(self, records: Sequence[Record]) -> None:
+        await self.spool.append_many((record, 1) for record in records)
+
+    def is_ready(self) -> bool:
+        return self.spool.is_ready()
+
+    async def close(self) -> None:
+        await self.spool.close()
 
 
 class MemoryStore:
@@ -70,6 +110,22 @@ async def echo(port: int) -> None:
     server.close()
 
 
+def spool_config(state: Path, commit_interval_ms: float | None) -> Any:
+    """A durable store in `state`: spool + one jsonl sink for every frame type."""
+    spool: dict[str, Any] = {
+        "path": str(state / "spool" / "spool.db"),
+        "dead_letter_dir": str(state / "dead"),
+    }
+    if commit_interval_ms is not None:
+        spool["commit_interval_ms"] = commit_interval_ms
+    raw = {
+        "spool": spool,
+        "sinks": {"file": {"type": "jsonl", "path": str(state / "delivered.jsonl")}},
+        "routes": {"TELEMETRY": ["file"], "EVENT": ["file"], "CONFIG": ["file"], "COMMAND": ["local"]},
+    }
+    return parse_delivery_config(raw, env={})
+
+
 async def gateway(args: argparse.Namespace) -> None:
     cfg = GatewayConfig(
         server=replace(
@@ -86,7 +142,17 @@ async def gateway(args: argparse.Namespace) -> None:
         log=LogConfig(level="warning"),
         models={0x10: ModelSpec(0x10, bytes.fromhex(args.secret_hex))},
     )
-    await Gateway(cfg, store_factory=lambda _c, _r, _m: MemoryStore()).run()
+    if args.store == "delivery":
+        cfg = replace(cfg, delivery=spool_config(args.state, args.commit_interval_ms))
+        await Gateway(cfg, store_factory=delivery_store_factory).run()
+    elif args.store == "spool":
+
+        def spool_store(_c: GatewayConfig, _r: object, registry: Any) -> SpoolStore:
+            return SpoolStore(args.state, args.commit_interval_ms, registry)
+
+        await Gateway(cfg, store_factory=spool_store).run()
+    else:
+        await Gateway(cfg, store_factory=lambda _c, _r, _m: MemoryStore()).run()
 
 
 def main() -> int:
@@ -96,6 +162,10 @@ def main() -> int:
     ap.add_argument("--http-port", type=int, default=0)
     ap.add_argument("--state", type=Path, default=Path("/tmp"))
     ap.add_argument("--secret-hex", default="")
+    ap.add_argument("--store", choices=("memory", "spool", "delivery"), default="memory")
+    ap.add_argument(
+        "--commit-interval-ms", type=float, help="spool.commit_interval_ms (default: the config default)"
+    )
     args = ap.parse_args()
     uvloop.install()
     asyncio.run(echo(args.port) if args.mode == "echo" else gateway(args))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
-from nanogridata_gateway.sim import SimConfig, Simulator, exit_code, make_payload
+from nanogridata_gateway.sim import SimConfig, Simulator, exit_code, make_payload, pacing_tick
 
 from ingest_support import SECRET_10, make_config, running_gateway
 
@@ -45,6 +45,23 @@ def test_every_frame_acked_and_stored(tmp_path: Path) -> None:
                 "count": 0, "p50": None, "p99": None, "max": None, "never_reacked": 0,
                 "tcp_count": 0, "tcp_p50": None, "tcp_p99": None,
             }  # fmt: skip
+
+    asyncio.run(scenario())
+
+
+def test_open_loop_pacing_is_smooth(tmp_path: Path) -> None:
+    """At a steady rate frames leave every millisecond or so, not in bursts every 5 ms: the
+    gateway stamps each frame with its receive time (ms), and a 5 ms tick could fill at most one
+    millisecond in five."""
+    assert pacing_tick(10_000) == 0.001 and pacing_tick(500) == 0.002
+    assert pacing_tick(100) == pacing_tick(0) == 0.005
+
+    async def scenario() -> None:
+        async with running_gateway(make_config(tmp_path)) as (gw, store):
+            report = await Simulator(sim_config(gw.server.port, rate=2000.0, duration_s=1.0)).run()
+            assert report["lost"] == 0 and report["acked"] == len(store.records) > 1500
+            busy_ms = {r.received_ms for r in store.records}
+            assert len(busy_ms) > 250, len(busy_ms)  # 5 ms ticks: at most 200 in one second
 
     asyncio.run(scenario())
 

@@ -1,13 +1,14 @@
 """`nanogridata-sim`: device simulator and load generator.
 
-N devices, each on its own TCP connection, send authenticated frames at a total rate (or as fast
-as their window allows with --rate 0), keep every unacknowledged frame and retransmit it after an
-ACK timeout or a reconnect, as the firmware does. Bounded: --duration and --max-frames stop it
-(--stop-file too, for a caller that decides when sending ends), --drain-s bounds the wait for the
-last ACKs. Reports sent/acked/duplicates/lost, throughput, ACK latency percentiles and reconnect
-times (per lost connection: until TCP is connected again, and until the first ACK after that;
-p50/p99/max, as failover drills need them); exits 1 when a frame stays unacknowledged (lost), an
-ACK fails verification, or an ACK names a frame that was never sent.
+N devices, each on its own TCP connection, send authenticated frames at a total rate (paced every
+1-5 ms, see pacing_tick; or as fast as their window allows with --rate 0), keep every
+unacknowledged frame and retransmit it after an ACK timeout or a reconnect, as the firmware does.
+ACK latency runs from the write of a frame to its ACK, parsed and verified. Bounded: --duration
+and --max-frames stop it (--stop-file too, for a caller that decides when sending ends), --drain-s
+bounds the wait for the last ACKs. Reports sent/acked/duplicates/lost, throughput, ACK latency
+percentiles and reconnect times (per lost connection: until TCP is connected again, and until the
+first ACK after that; p50/p99/max, as failover drills need them); exits 1 when a frame stays
+unacknowledged (lost), an ACK fails verification, or an ACK names a frame that was never sent.
 """
 
 from __future__ import annotations
@@ -62,6 +63,17 @@ def make_payload(profile: str, device_id: int) -> bytes:
             raise ValueError(f"cannot make a {size}-byte payload (minimum about 30)")
         return data
     raise ValueError(f"unknown payload profile {profile!r}")
+
+
+def pacing_tick(rate: float) -> float:
+    """Seconds between two sends of the open-loop pacer (closed loop, rate <= 0: the period of
+    the retransmission checks). Each tick sends what the rate owes since the previous one: a tick
+    of 1/rate, kept between 1 and 5 ms, so at 10,000 frames/s about 10 frames leave every
+    millisecond rather than 50 in one burst every 5 ms (whose last frame waited for the gateway
+    to get through the whole burst: not a steady rate)."""
+    if rate <= 0:
+        return 0.005
+    return min(0.005, max(0.001, 1.0 / rate))
 
 
 @dataclass
@@ -134,11 +146,13 @@ class SimDevice(asyncio.Protocol):
         self._head = (MAGIC, VERSION, sim.cfg.model_id, 0x01, flags, len(self.payload), device_id)
 
     # --- frames --------------------------------------------------------------------------------
-    def new_frames(self, count: int, now: float) -> bytes:
+    def _build(self, count: int) -> tuple[bytes, list[list[Any]]]:
         magic, version, model, ftype, flags, n, dev = self._head
         ts = max(time.time_ns() // 1_000_000, self.last_ts + 1)
         out = []
+        entries = []
         tag_len = self.sim.cfg.tag_len
+        unacked = self.unacked
         for i in range(count):
             if i:
                 ts += 1
@@ -146,13 +160,17 @@ class SimDevice(asyncio.Protocol):
             self.next_seq = (seq + 1) & 0xFFFFFFFF
             body = HEADER.pack(magic, version, model, ftype, flags, n, dev, seq, ts) + self.payload
             frame = body + hmac.digest(self.key, body, "sha256")[:tag_len]
-            self.unacked[seq] = [frame, now, now]
+            entry = [frame, 0.0, 0.0]
+            unacked[seq] = entry
+            entries.append(entry)
             out.append(frame)
         self.last_ts = ts
         self.sim.stats.sent += count
-        return b"".join(out)
+        return b"".join(out), entries
 
-    def send_new(self, count: int, now: float) -> None:
+    def send_new(self, count: int) -> None:
+        """Send up to `count` new frames (window and budget permitting). Their latency is measured
+        from the moment they are handed to the socket (after building them), not from the tick."""
         if self.transport is None or self.transport.is_closing():
             return
         room = self.sim.cfg.window - len(self.unacked)
@@ -160,7 +178,11 @@ class SimDevice(asyncio.Protocol):
         if count <= 0:
             return
         self.sim.budget -= count
-        self.transport.write(self.new_frames(count, now))
+        data, entries = self._build(count)
+        t_write = time.perf_counter()
+        for entry in entries:
+            entry[1] = entry[2] = t_write
+        self.transport.write(data)
 
     def retransmit(self, older_than: float, now: float) -> None:
         if self.transport is None or self.transport.is_closing():
@@ -216,7 +238,7 @@ class SimDevice(asyncio.Protocol):
                 sim.record_latency(now - entry[1])
                 self._served_again(now)
             if sim.closed_loop and count:
-                self.send_new(count, now)
+                self.send_new(count)
             return
         freed = 0
         key = self.key
@@ -262,7 +284,8 @@ class SimDevice(asyncio.Protocol):
                     stats.ok += 1
                 else:
                     stats.duplicates += 1
-                sim.record_latency(now - entry[1])
+                # written to the socket -> this ACK read and verified
+                sim.record_latency(time.perf_counter() - entry[1])
                 if sim.acked_keys is not None:
                     sim.acked_keys.append(f"{sim.cfg.model_id:02x}-{self.device_id:08x}-{ack_seq}")
             elif status == AckStatus.STALE:
@@ -270,7 +293,7 @@ class SimDevice(asyncio.Protocol):
             else:
                 stats.invalid += 1
         if sim.closed_loop and freed:
-            self.send_new(freed, now)
+            self.send_new(freed)
 
     def _was_sent(self, seq: int) -> bool:
         if self.first_seq <= self.next_seq:
@@ -366,8 +389,8 @@ class Simulator:
         deadline = t0 + cfg.duration_s
         if self.closed_loop:
             for dev in self.devices:
-                dev.send_new(cfg.window, t0)
-        tick = 0.005
+                dev.send_new(cfg.window)
+        tick = pacing_tick(cfg.rate)
         carry = 0.0
         rr = 0
         last = t0
@@ -390,9 +413,9 @@ class Simulator:
                 per, extra = divmod(due, n)
                 if per:
                     for dev in self.devices:
-                        dev.send_new(per, now)
+                        dev.send_new(per)
                 for k in range(extra):
-                    self.devices[(rr + k) % n].send_new(1, now)
+                    self.devices[(rr + k) % n].send_new(1)
                 rr = (rr + extra) % n
             last = now
             if now - last_retx >= 0.25:

@@ -351,15 +351,23 @@ class Spool:
         return group
 
     async def _commit_loop(self) -> None:
+        """Classic group commit: one commit (one fsync) in flight at a time.
+
+        A commit starts as soon as something is queued and no commit is running; whatever is
+        appended while it runs forms the next group. So a group grows with the load, and at low
+        load an append waits about one fsync (not a timer). `commit_interval_s` > 0 adds a
+        minimum spacing between the starts of two commits (fewer, larger groups).
+        """
         assert self._wake is not None
         loop = asyncio.get_running_loop()
+        interval = self.commit_interval_s
         while True:
             await self._wake.wait()
             self._wake.clear()
-            # At most one fsync per commit interval: later appends join this group.
-            delay = self._last_commit + self.commit_interval_s - time.monotonic()
-            if delay > 0 and self._pending_rows < self.max_commit_records and not self._closed:
-                await asyncio.sleep(delay)
+            if interval > 0:  # optional minimum spacing: later appends join this group
+                delay = self._last_commit + interval - time.monotonic()
+                if delay > 0 and self._pending_rows < self.max_commit_records and not self._closed:
+                    await asyncio.sleep(delay)
             if not self._pending and not self._dirty_cursors:
                 if self._closed:
                     return

@@ -11,6 +11,7 @@ import sys
 import textwrap
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 from prometheus_client import CollectorRegistry
@@ -81,6 +82,55 @@ def test_group_commit_puts_many_records_in_one_fsync(tmp_path: Path) -> None:
         await store.close()
 
     asyncio.run(run())
+
+
+def test_group_commit_starts_at_once_and_groups_what_arrives_during_a_commit(tmp_path: Path) -> None:
+    """Default spacing 0: a lone append is committed at once (no timer); appends that arrive while a
+    commit is in flight wait for it and then go together in the next one; never two at a time."""
+    spool = _bare_spool(tmp_path / "spool.db", commit_interval_s=0.0)
+    groups: list[int] = []
+    running = 0
+    overlapped = False
+    write = spool._write
+
+    def slow_write(rows: list[Any], cursors: dict[str, int]) -> None:
+        nonlocal running, overlapped
+        running += 1
+        overlapped = overlapped or running > 1
+        time.sleep(0.2)  # a slow fsync: the next group forms meanwhile
+        write(rows, cursors)
+        groups.append(len(rows))
+        running -= 1
+
+    spool._write = slow_write  # type: ignore[method-assign]
+
+    async def run() -> None:
+        first = asyncio.ensure_future(spool.append(make_record(1), 1))
+        await asyncio.sleep(0.02)  # the first commit is in flight now
+        assert groups == []
+        await asyncio.gather(first, *(spool.append(make_record(s), 1) for s in range(2, 42)))
+        await spool.close()
+
+    asyncio.run(run())
+    assert groups == [1, 40]
+    assert not overlapped
+    assert [row[4] for row in spool.iter_rows()] == list(range(1, 42))
+
+
+def test_commit_interval_is_a_minimum_spacing_between_commits(tmp_path: Path) -> None:
+    registry = CollectorRegistry()
+    spool = _bare_spool(tmp_path / "spool.db", commit_interval_s=0.3, registry=registry)
+
+    async def run() -> float:
+        await spool.append(make_record(1), 1)
+        t0 = time.monotonic()
+        await spool.append(make_record(2), 1)  # waits for the spacing to pass
+        elapsed = time.monotonic() - t0
+        await spool.close()
+        return elapsed
+
+    assert asyncio.run(run()) >= 0.25
+    assert metric(registry, "nanogridata_spool_commit_seconds_count") == 2
 
 
 def test_records_leave_only_when_every_routed_sink_confirmed(tmp_path: Path, collector: Collector) -> None:
@@ -296,8 +346,11 @@ def test_append_many_commits_a_batch_in_one_group(tmp_path: Path) -> None:
     assert len(_jsonl_keys(out)) == 100
 
 
-def _bare_spool(path: Path) -> Spool:
-    return Spool(str(path), ["alba"], 1 << 30, 3600.0, 0.001, 1000, CollectorRegistry())
+def _bare_spool(
+    path: Path, commit_interval_s: float = 0.001, registry: CollectorRegistry | None = None
+) -> Spool:
+    registry = registry if registry is not None else CollectorRegistry()
+    return Spool(str(path), ["alba"], 1 << 30, 3600.0, commit_interval_s, 1000, registry)
 
 
 def test_confirmed_records_are_deleted_even_when_a_commit_persisted_the_cursor_first(
