@@ -25,6 +25,8 @@ USAGE
 }
 
 STAMP=$(date -u +%Y%m%dT%H%M%SZ)
+# Before either mode: on a server (no repository beside the script) --help must still answer.
+case "${1:-}" in -h|--help) usage; exit 0 ;; esac
 
 # --- node mode: self-contained (copied to the servers; no repository there) ---------------------
 node_log() { printf '%s [backup %s] %s\n' "$(date -u +%H:%M:%S)" "$(hostname)" "$*"; }

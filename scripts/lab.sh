@@ -152,6 +152,21 @@ start_host() {
     "${LAB_RUN_ARGS[@]}" "$image" >/dev/null
 }
 
+# reboot_host CONTAINER: start a stopped host; true once its systemd is up (running or degraded).
+reboot_host() {
+  local c="$1" state="" deadline=$((SECONDS + LAB_BOOT_TIMEOUT))
+  "$DOCKER" start "$c" >/dev/null 2>&1 || return 1
+  while ((SECONDS < deadline)); do
+    state=$(systemd_state "$c")
+    case "$state" in
+      running|degraded) return 0 ;;
+      maintenance|stopping|offline) return 1 ;;
+    esac
+    sleep 0.5
+  done
+  return 1
+}
+
 wait_for_systemd() {
   local c="$1" state="" deadline=$((SECONDS + LAB_BOOT_TIMEOUT))
   # Poll: right after 'docker run' systemd's bus may not exist yet (empty answer).
@@ -172,14 +187,24 @@ cmd_up() {
   ensure_docker
   lab_image_ensure
   image=$(lab_image_ref)
-  # Leftovers of a killed run: stopped containers of this lab, and containers of hosts that are
-  # no longer defined. Running, current hosts are kept (so 'up' twice is safe and cheap).
-  local id state
+  # Running, current hosts are kept (so 'up' twice is safe and cheap). A stopped host of the
+  # current image (the Docker engine or the machine restarted) is booted again, like a rebooted
+  # server, so what was deployed on it survives; if it does not boot, it is replaced. Containers
+  # of hosts no longer defined, of another image, or everything with --fresh, are removed.
+  local id state name
   for id in $(our_containers); do
     state=$("$DOCKER" inspect -f '{{.State.Status}} {{ index .Config.Labels "io.nanogridata.host" }}' "$id")
-    if [[ "${state%% *}" != running || -z "${HOST_OCTET[${state#* }]:-}" || $FRESH == 1 ]]; then
-      log "removing stale container $("$DOCKER" inspect -f '{{.Name}}' "$id" | tr -d /) (${state%% *})"
+    name=$("$DOCKER" inspect -f '{{.Name}}' "$id" | tr -d /)
+    if [[ -z "${HOST_OCTET[${state#* }]:-}" || $FRESH == 1 ]]; then
+      log "removing stale container $name (${state%% *})"
       remove_containers "$id"
+    elif [[ "${state%% *}" != running ]]; then
+      if [[ "$("$DOCKER" inspect -f '{{.Config.Image}}' "$id")" == "$image" ]] && reboot_host "$name"; then
+        log "$name was stopped: booted it again"
+      else
+        log "removing stale container $name (${state%% *})"
+        remove_containers "$id"
+      fi
     fi
   done
   ensure_network

@@ -55,16 +55,30 @@ current_release() {  # the release both gateways run (fails when they differ)
   ops_status_field "$json" "(lambda c: c.pop() if len(c) == 1 else 'MIXED:' + ','.join(sorted(c)))({h['current'] for h in s.values()})"
 }
 
+# changes_in_log LOG: the PLAY RECAP lines of a deploy.sh log that report a change (none: empty).
+changes_in_log() {
+  grep -E '^[[:alnum:]_.-]+ +: ok=[0-9]+ +changed=[1-9]' "$1" || true
+}
+
 # --- 1. deploy ----------------------------------------------------------------------------------
-# The lab is kept between runs. No lab: a cold deploy, then a re-run of the release it installed
-# (--version: nothing to change, whatever the working tree did meanwhile), measured. A kept lab:
-# one deploy.sh lab, which converges (same release) or rolls out this checkout's release; the
+# The lab is kept between runs (lab.sh up boots it again after an engine restart). No lab: a cold
+# deploy, then a re-run of the release it installed (--version: nothing to change, whatever the
+# working tree did meanwhile), measured, which must change nothing on any node: site.yml is
+# idempotent on the whole pair (what molecule's ha-pair scenario checks, here for free). A kept
+# lab: one deploy.sh lab, which converges (same release) or rolls out this checkout's release; the
 # re-run is not repeated there, to keep a warm run short (the rolling deploy below measures a change).
-if [[ -z "$("$DOCKER" ps -q --filter "label=io.nanogridata.lab=$NGD_LAB")" ]]; then
+"$LAB_SH" up >/dev/null || fail "lab.sh up failed"
+if [[ -z "$(current_release 2>/dev/null)" ]]; then
   timed "deploy.sh lab (cold)" ./scripts/deploy.sh lab --yes || fail "deploy.sh lab failed"
   V0=$(current_release)
   timed "deploy.sh lab (re-run, no-op)" ./scripts/deploy.sh lab --version "$V0" --yes \
     || fail "re-running deploy.sh lab failed"
+  rerun_log=$(find logs -maxdepth 1 -name 'deploy-lab-*.log' -newer "$WORK" | sort | tail -1)
+  [[ -n "$rerun_log" ]] || fail "the re-run of deploy.sh lab left no log under logs/"
+  changed=$(changes_in_log "$rerun_log")
+  [[ -z "$changed" ]] || fail "re-running deploy.sh lab with the same release changed something (not idempotent; $rerun_log):
+$changed"
+  ok "re-running deploy.sh lab changed nothing on any node"
 else
   timed "deploy.sh lab (lab kept)" ./scripts/deploy.sh lab --yes || fail "deploy.sh lab on the kept lab failed"
 fi

@@ -2,6 +2,7 @@
 # Integration hook of the scripts component: proves scripts/lab.sh on real containers, then the
 # molecule smoke scenario (the same recipe through molecule/shared).
 #   - a run killed halfway and stale leftovers are cleaned up by the next 'up';
+#   - a stopped host (engine or machine restarted) is booted again by 'up', its disk kept;
 #   - all hosts run systemd 'running' at their fixed addresses, reach each other, the VIP is free;
 #   - the generated inventory works with Ansible's docker connection;
 #   - 'up' twice keeps the hosts; 'down' removes ours and nothing else.
@@ -60,6 +61,13 @@ wait "$up_pid" 2>/dev/null || true
   "$IMAGE" >/dev/null
 timed "lab up (after a killed run)" "$LAB_SH" up
 [[ -z "$("$DOCKER" ps -aq --filter name='^/ngd-ci-ghost$')" ]] || fail "stale container ngd-ci-ghost survived 'up'"
+
+# --- a stopped host (the Docker engine or the machine restarted) boots again, its disk kept ------
+"$LAB_SH" shell mon sh -c 'echo kept >/var/tmp/ngd-ci-reboot-marker' </dev/null
+"$DOCKER" kill ngd-ci-mon >/dev/null
+timed "lab up (a host was stopped)" "$LAB_SH" up
+[[ "$("$LAB_SH" shell mon cat /var/tmp/ngd-ci-reboot-marker </dev/null)" == kept ]] \
+  || fail "the stopped host mon was replaced instead of booted again (what was deployed on it is lost)"
 
 # --- status: every host running, fixed address, systemd running ---------------------------------
 status=$("$LAB_SH" status)
