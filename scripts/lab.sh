@@ -191,18 +191,19 @@ cmd_up() {
   # current image (the Docker engine or the machine restarted) is booted again, like a rebooted
   # server, so what was deployed on it survives; if it does not boot, it is replaced. Containers
   # of hosts no longer defined, of another image, or everything with --fresh, are removed.
-  local id state name
+  local id state host name ctr_image
   for id in $(our_containers); do
-    state=$("$DOCKER" inspect -f '{{.State.Status}} {{ index .Config.Labels "io.nanogridata.host" }}' "$id")
-    name=$("$DOCKER" inspect -f '{{.Name}}' "$id" | tr -d /)
-    if [[ -z "${HOST_OCTET[${state#* }]:-}" || $FRESH == 1 ]]; then
-      log "removing stale container $name (${state%% *})"
+    read -r state host name ctr_image < <("$DOCKER" inspect -f \
+      '{{.State.Status}} {{ or (index .Config.Labels "io.nanogridata.host") "-" }} {{.Name}} {{.Config.Image}}' "$id")
+    name=${name#/}
+    if [[ -z "${HOST_OCTET[$host]:-}" || $FRESH == 1 ]]; then
+      log "removing stale container $name ($state)"
       remove_containers "$id"
-    elif [[ "${state%% *}" != running ]]; then
-      if [[ "$("$DOCKER" inspect -f '{{.Config.Image}}' "$id")" == "$image" ]] && reboot_host "$name"; then
+    elif [[ "$state" != running ]]; then
+      if [[ "$ctr_image" == "$image" ]] && reboot_host "$name"; then
         log "$name was stopped: booted it again"
       else
-        log "removing stale container $name (${state%% *})"
+        log "removing stale container $name ($state)"
         remove_containers "$id"
       fi
     fi

@@ -79,10 +79,6 @@ class IngestMetrics(Collector):
     def reject(self, reason: str) -> None:
         self.rejected[reason] += 1
 
-    def frame_received(self, model_id: int, frame_type: int) -> None:
-        key = (model_id, frame_type)
-        self.frames_received[key] = self.frames_received.get(key, 0) + 1
-
     def frame_acked(self, model_id: int, frame_type: int, status: int) -> None:
         key = (model_id, frame_type, status)
         self.frames_acked[key] = self.frames_acked.get(key, 0) + 1

@@ -53,11 +53,11 @@ class DeviceConnection(asyncio.Protocol):
         "_paused",
         "_proxy_buf",
         "_stream",
-        "_tokens",
         "inflight",
         "last_activity",
         "peer",
         "server",
+        "tokens",
         "transport",
     )
 
@@ -67,7 +67,8 @@ class DeviceConnection(asyncio.Protocol):
         self.peer: Any = None
         self._stream = FrameStream()
         self._proxy_buf: bytes | None = b"" if server.config.proxy_protocol != "off" else None
-        self._tokens = float(server.config.rate_limit_burst)
+        # Rate-limit bucket: refilled by refill(), spent by IngestServer.process once per read.
+        self.tokens = float(server.config.rate_limit_burst)
         self._last_refill = 0.0
         self.last_activity = 0.0
         self.inflight = 0
@@ -148,9 +149,9 @@ class DeviceConnection(asyncio.Protocol):
 
     def refill(self, now: float, rate: float) -> float:
         """Token bucket: refill for the time since the last read; the tokens now available.
-        The caller takes one per frame and stores what is left in `_tokens` (once per read:
+        The caller takes one per frame and stores what is left in `tokens` (once per read:
         every frame of a read arrived at the same time)."""
-        tokens = self._tokens + (now - self._last_refill) * rate
+        tokens = self.tokens + (now - self._last_refill) * rate
         burst = self.server.config.rate_limit_burst
         self._last_refill = now
         return tokens if tokens < burst else float(burst)
@@ -340,7 +341,7 @@ class IngestServer:
             verdict = verifier.verify(item, now_ms)
             model = verdict.model_id
             if model >= 0:
-                counter = (model, verdict.frame_type)  # metrics.frame_received, inlined
+                counter = (model, verdict.frame_type)  # counted here, once per frame (hot path)
                 received[counter] = received.get(counter, 0) + 1
             reason = verdict.reason
             if reason is None:
@@ -361,7 +362,7 @@ class IngestServer:
                 if verdict.status is not None:
                     self._ack(conn, verdict, verdict.status, now_ms)
         if rate > 0:
-            conn._tokens = tokens
+            conn.tokens = tokens
         if frames:
             self.counters.frames += frames
             # Timed per read, not per frame (two clock reads and a histogram update per frame
