@@ -8,7 +8,7 @@ source "$REPO_ROOT/scripts/ops/lib.sh"
 
 usage() {
   cat <<USAGE
-Usage: ${0##*/} ENV [--version V] [--infra|--no-infra] [--check] [--yes]
+Usage: ${0##*/} ENV [--version V] [--infra|--no-infra] [--gateway-only] [--check] [--yes]
 
 Deploys the gateway pair to ENV (lab, staging or production):
   1. preflight   tools, vault password, cloud token (infra), Alertmanager has no critical alert
@@ -17,7 +17,9 @@ Deploys the gateway pair to ENV (lab, staging or production):
                  confirm, apply in terraform/environments/ENV, then terraform/inventory_bridge.py
   3. build       the gateway wheelhouse, versioned from git (git describe -> PEP 440)
   4. deploy      first deploy: ansible/site.yml; later deploys of a new version: ansible/deploy.yml
-                 (rolling, drain, health gates); the same version again: site.yml (converge)
+                 (rolling, drain, health gates), then site.yml converges every node's configuration
+                 (nginx, keepalived, Prometheus rules...; the gateways already run the new release);
+                 the same version again: site.yml (converge)
   5. verify      testinfra (ansible/tests/infra, non-disruptive), VIP probe, end-to-end probe
                  frames sent to the VIP and found in VictoriaMetrics. When it fails after a
                  rolling deploy, the gateways are rolled back to the previous release.
@@ -28,6 +30,8 @@ Options:
                  dirty working tree for staging/production
   --infra        run step 2 even where it is skipped by default
   --no-infra     skip step 2 (use the existing hosts and inventory)
+  --gateway-only a new version rolls out the gateway release only, without the converge of
+                 step 4 (a hotfix; the next plain deploy.sh converges)
   --check        Ansible check/diff mode: show what would change, change nothing (no infra
                  apply, no verify)
   --yes          no confirmation prompts (production otherwise asks to type its name)
@@ -41,7 +45,7 @@ Every run writes logs/deploy-ENV-<UTC time>.log.
 USAGE
 }
 
-ENV_NAME="" VERSION="" INFRA="" CHECK=0
+ENV_NAME="" VERSION="" INFRA="" CHECK=0 GATEWAY_ONLY=0
 while (($#)); do
   case "$1" in
     --version) VERSION="${2:?--version needs a value, e.g. --version 1.2.0}"; shift 2 ;;
@@ -49,6 +53,7 @@ while (($#)); do
     --infra) INFRA=1; shift ;;
     --no-infra) INFRA=0; shift ;;
     --check) CHECK=1; shift ;;
+    --gateway-only) GATEWAY_ONLY=1; shift ;;
     --yes|-y) export ASSUME_YES=1; shift ;;
     -h|--help) usage; exit 0 ;;
     -*) usage >&2; die "unknown option: $1" ;;
@@ -174,6 +179,15 @@ else
   log "rolling deploy $PREVIOUS -> $VERSION: deploy.yml"
   ops_playbook "$ENV_NAME" "$REPO_ROOT/ansible/deploy.yml" -e "gateway_release=$VERSION" "${check_args[@]}" \
     || die "deploy.yml failed (above); the node that failed keeps its previous release: scripts/rollback.sh $ENV_NAME"
+  if ((GATEWAY_ONLY)); then
+    log "--gateway-only: the nodes' configuration is not converged (a plain deploy.sh $ENV_NAME does)"
+  else
+    # deploy.yml changes only the gateway release: configuration changes of this checkout reach
+    # the nodes here (handlers check each config before reloading it).
+    log "every gateway runs $VERSION: site.yml converges the configuration of every node"
+    ops_playbook "$ENV_NAME" "$REPO_ROOT/ansible/site.yml" -e "gateway_release=$VERSION" "${check_args[@]}" \
+      || die "site.yml failed (above) after the roll-out of $VERSION; fix it and run deploy.sh $ENV_NAME again (a converge)"
+  fi
 fi
 
 # --- 5. verify --------------------------------------------------------------------------------

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from pathlib import Path
 
 from nanogridata_gateway.sim import SimConfig, Simulator, exit_code, make_payload, pacing_tick
@@ -167,5 +168,46 @@ def test_unacknowledged_frames_fail_the_run(tmp_path: Path) -> None:
             report = await Simulator(sim_config(gw.server.port, duration_s=0.5, drain_s=1.0)).run()
             assert report["busy"] > 0 and report["lost"] == report["sent"] > 0
             assert exit_code(report) == 1
+
+    asyncio.run(scenario())
+
+
+def test_a_connection_without_acks_is_dropped_and_its_frames_resent(tmp_path: Path) -> None:
+    """A half-open connection (the peer lost the address, or a stale socket on the other side
+    swallows the segments) answers nothing: as the firmware, the device drops it after the ACK
+    timeout, reconnects and resends, instead of waiting on it forever."""
+
+    async def scenario() -> None:
+        async with running_gateway(make_config(tmp_path)) as (gw, store):
+            accepted = 0
+
+            async def pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+                with contextlib.suppress(ConnectionError):
+                    while data := await reader.read(65536):
+                        writer.write(data)
+                        await writer.drain()
+                writer.close()
+
+            async def front(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+                nonlocal accepted
+                accepted += 1
+                if accepted <= 5:  # each device's first connection: read, never answer
+                    while await reader.read(65536):
+                        pass
+                    return
+                up_reader, up_writer = await asyncio.open_connection("127.0.0.1", gw.server.port)
+                await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
+
+            server = await asyncio.start_server(front, "127.0.0.1", 0)
+            port = server.sockets[0].getsockname()[1]
+            async with server:
+                cfg = sim_config(port, devices=5, rate=50.0, duration_s=1.5, connect_concurrency=5)
+                report = await Simulator(cfg).run()
+            assert report["lost"] == 0 and exit_code(report) == 0
+            assert report["ack_timeouts"] == 5 and report["reconnects"] == 5
+            assert report["retransmits"] > 0 and report["acked"] == report["sent"] == len(store.records)
+            rc = report["reconnect_ms"]
+            # Not served from the unanswered frame's write until the first ACK on the new connection.
+            assert rc["count"] == 5 and rc["p50"] >= 500.0
 
     asyncio.run(scenario())

@@ -1,14 +1,15 @@
 #!/usr/bin/env bash
 # Config stage of nginx/: nginx.conf.j2 rendered and run by a real nginx (Debian nginx-light +
 # libnginx-mod-stream) in a private network namespace: PROXY protocol to the local gateway, the
-# peer gateway masking a dead local one, least_conn spreading, stub_status (nginx/tests/).
+# peer gateway masking a dead local one, least_conn spreading, stub_status, keepalive closing a
+# device gone without a FIN (nginx/tests/).
 #   ./scripts/test.sh --component nginx --stage config
 set -euo pipefail
 # shellcheck source=SCRIPTDIR/../../scripts/lib/common.sh
 source "$REPO_ROOT/scripts/lib/common.sh"
 
 case "${1:-}" in
-  -h|--help) sed -n '2,5p' "$0"; exit 0 ;;
+  -h|--help) sed -n '2,6p' "$0"; exit 0 ;;
 esac
 
 ensure_apt nginx-light libnginx-mod-stream util-linux iproute2

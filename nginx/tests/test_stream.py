@@ -19,6 +19,7 @@ import pytest
 
 TEMPLATE = Path(__file__).resolve().parents[1] / "nginx.conf.j2"
 DEVICE_PORT, TLS_PORT, DATA_PORT, STATUS_PORT = 15678, 15683, 15680, 18081
+TCP_REPAIR = 19  # linux/tcp.h: a socket closed in repair mode vanishes without a FIN or RST
 LOCAL, PEER = "127.0.0.2", "127.0.0.3"
 
 
@@ -47,6 +48,7 @@ def render(tmp: Path, **overrides: Any) -> Path:
         "nginx_stream_listen_address": "127.0.0.1",
         "nginx_stream_listen_port": DEVICE_PORT,
         "nginx_stream_listen_backlog": 128,
+        "nginx_stream_listen_keepalive": "60s:10s:3",
         "nginx_stream_tls_enabled": False,
         "nginx_stream_tls_listen_port": TLS_PORT,
         "nginx_stream_status_port": STATUS_PORT,
@@ -87,6 +89,15 @@ class Upstream:
                 data += chunk
             self.sessions.append(data)
             self.conns.append(conn)
+
+    def closed_by_nginx(self, index: int, timeout: float) -> bool:
+        """Whether nginx ends session `index` (EOF) within `timeout` seconds."""
+        conn = self.conns[index]
+        conn.settimeout(timeout)
+        try:
+            return conn.recv(1) == b""
+        except TimeoutError:
+            return False
 
     def close(self) -> None:
         self.stopped.set()
@@ -190,3 +201,20 @@ def test_stub_status_answers_on_loopback(nginx: Any) -> None:
             reply += chunk
     assert b" 200 " in reply.split(b"\r\n", 1)[0]
     assert b"Active connections:" in reply
+
+
+def test_a_device_gone_without_a_fin_is_closed_by_keepalive(nginx: Any) -> None:
+    """A device whose traffic went elsewhere (the VIP's ARP entry moved to the peer) leaves a
+    half-open session here: keepalive probes find it gone, long before proxy_timeout (30 s)."""
+    local = Upstream(LOCAL)
+    try:
+        nginx(nginx_stream_listen_keepalive="1s:1s:2")
+        kept, vanished = device_session(), device_session()
+        wait_sessions(local, 2)
+        vanished.setsockopt(socket.IPPROTO_TCP, TCP_REPAIR, 1)
+        vanished.close()  # no FIN, no RST: nginx's first probe is answered by a RST
+        assert local.closed_by_nginx(1, timeout=5.0)
+        assert not local.closed_by_nginx(0, timeout=2.0)  # a live device answers the probes
+        kept.close()
+    finally:
+        local.close()

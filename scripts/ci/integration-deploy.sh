@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Integration hook: the operator scripts against the lab, for real.
 #   1. scripts/deploy.sh lab (cold on a fresh machine, or on top of the running lab)
-#   2. a second deploy with a new --version while devices send traffic: 0 acknowledged frames lost
+#   2. a second deploy with a new --version (--gateway-only) while devices send traffic: 0
+#      acknowledged frames lost
 #   3. scripts/rollback.sh back to the first version, traffic flowing: 0 lost
 #   3b. monitoring of the deployed lab (issue 7): every Prometheus scrape target on mon is up, and
 #      every Grafana panel query returns data (grafana/tools/check_queries.py, run on mon where
@@ -139,7 +140,10 @@ PY
 # --- 2. rolling deploy of a new version under traffic -----------------------------------------
 V2="${V1%%+*}+ci.$(date -u +%Y%m%d%H%M%S)"
 traffic_start rolling-deploy
-timed "deploy.sh lab --version (rolling)" ./scripts/deploy.sh lab --version "$V2" --yes || fail "the rolling deploy of $V2 failed"
+# --gateway-only and no testinfra: step 1 converged and verified this very configuration; what is
+# measured here is the gateways' roll-out under traffic (the end-to-end probe still runs).
+timed "deploy.sh lab --version (rolling)" env NGD_DEPLOY_SKIP_TESTINFRA=1 \
+  ./scripts/deploy.sh lab --version "$V2" --gateway-only --yes || fail "the rolling deploy of $V2 failed"
 traffic_stop rolling-deploy
 [[ "$(current_release)" == "$V2" ]] || fail "after the rolling deploy the gateways do not run $V2"
 

@@ -1,8 +1,10 @@
 """`nanogridata-sim`: device simulator and load generator.
 
 N devices, each on its own TCP connection, send authenticated frames at a total rate (paced every
-1-5 ms, see pacing_tick; or as fast as their window allows with --rate 0), keep every
-unacknowledged frame and retransmit it after an ACK timeout or a reconnect, as the firmware does.
+1-5 ms, see pacing_tick; or as fast as their window allows with --rate 0) and keep every
+unacknowledged frame. As the firmware (firmware/src/ngd_client.c) does: a frame without an ACK for
+the ACK timeout means the connection is dead, so the device drops it, reconnects and resends every
+unacknowledged frame; a frame answered BUSY is resent on the same connection after that timeout.
 ACK latency runs from the write of a frame to its ACK, parsed and verified. Bounded: --duration
 and --max-frames stop it (--stop-file too, for a caller that decides when sending ends), --drain-s
 bounds the wait for the last ACKs. Reports sent/acked/duplicates/lost, throughput, ACK latency
@@ -34,6 +36,7 @@ from .stream import FrameStream
 
 MAX_LATENCY_SAMPLES = 2_000_000
 MAX_RECONNECT_SAMPLES = 1_000_000
+MAX_WAITING_DEVICES = 10  # devices listed in the report when frames stay unacknowledged
 
 
 def percentile_ms(ordered: list[float], p: float, digits: int = 3) -> float | None:
@@ -89,7 +92,8 @@ class SimConfig:
     tag_len: int = 16
     profile: str = "pressure"
     window: int = 32  # unacked frames per device before it stops sending new ones
-    ack_timeout_s: float = 2.0
+    ack_timeout_s: float = 2.0  # no ACK for this long: the connection is presumed dead
+    connect_timeout_s: float = 5.0  # a connect not done by then is abandoned and retried
     drain_s: float = 10.0
     device_base: int = 1
     seq_start: int | None = None
@@ -106,6 +110,7 @@ class SimConfig:
 class Stats:
     sent: int = 0  # distinct frames
     retransmits: int = 0
+    ack_timeouts: int = 0  # connections dropped because a frame had no ACK in time
     acked: int = 0  # OK or DUPLICATE: the device may drop the frame
     ok: int = 0
     duplicates: int = 0
@@ -132,13 +137,16 @@ class SimDevice(asyncio.Protocol):
         self.payload = make_payload(sim.cfg.profile, device_id)
         self.next_seq = seq_start
         self.first_seq = seq_start
-        self.unacked: dict[int, list[Any]] = {}  # seq -> [frame, first send time, last send time]
+        # seq -> [frame, first send time, last send time, answered BUSY since]
+        self.unacked: dict[int, list[Any]] = {}
         self.transport: asyncio.Transport | None = None
         self.stream = FrameStream()
         self.connected = asyncio.Event()
         self.raw_pending = 0
         self.down_since: float | None = None  # lost its connection at (perf_counter), until re-acked
         self.tcp_back = False  # connected again since down_since
+        self.connects = 0
+        self.last_ack = 0.0  # perf_counter of the last ACK, 0 before the first
         # Distinct timestamps per device: a time-series store deduplicating identical (series, ms)
         # samples (VictoriaMetrics with -dedup.minScrapeInterval=1ms) must keep every frame.
         self.last_ts = 0
@@ -160,7 +168,7 @@ class SimDevice(asyncio.Protocol):
             self.next_seq = (seq + 1) & 0xFFFFFFFF
             body = HEADER.pack(magic, version, model, ftype, flags, n, dev, seq, ts) + self.payload
             frame = body + hmac.digest(self.key, body, "sha256")[:tag_len]
-            entry = [frame, 0.0, 0.0]
+            entry = [frame, 0.0, 0.0, False]
             unacked[seq] = entry
             entries.append(entry)
             out.append(frame)
@@ -184,22 +192,47 @@ class SimDevice(asyncio.Protocol):
             entry[1] = entry[2] = t_write
         self.transport.write(data)
 
-    def retransmit(self, older_than: float, now: float) -> None:
-        if self.transport is None or self.transport.is_closing():
+    def resend_all(self, now: float) -> None:
+        """After a reconnect: every unacknowledged frame again, in sequence order."""
+        if self.transport is None or self.transport.is_closing() or not self.unacked:
             return
-        frames = []
         for entry in self.unacked.values():
-            if entry[2] <= older_than:
-                entry[2] = now
-                frames.append(entry[0])
-        if frames:
-            self.sim.stats.retransmits += len(frames)
-            self.transport.write(b"".join(frames))
+            entry[2] = now
+            entry[3] = False
+        self.sim.stats.retransmits += len(self.unacked)
+        self.transport.write(b"".join(entry[0] for entry in self.unacked.values()))
+
+    def check_acks(self, now: float) -> None:
+        """A frame sent on this connection and not answered within the ACK timeout: the connection
+        is dead (a peer that lost its address, a half-open socket): drop it, the reconnect resends
+        everything. A frame answered BUSY is resent here once the timeout has passed."""
+        transport = self.transport
+        if transport is None or transport.is_closing():
+            return
+        older_than = now - self.sim.cfg.ack_timeout_s
+        busy = []
+        for entry in self.unacked.values():
+            if entry[2] > older_than:
+                continue
+            if not entry[3]:
+                self.sim.stats.ack_timeouts += 1
+                if self.down_since is None and not self.sim.stopping:
+                    self.down_since = entry[2]  # not served since that frame was written
+                    self.tcp_back = False
+                transport.abort()
+                return
+            entry[2] = now
+            entry[3] = False
+            busy.append(entry[0])
+        if busy:
+            self.sim.stats.retransmits += len(busy)
+            transport.write(b"".join(busy))
 
     # --- asyncio.Protocol -------------------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)  # uvloop's transports are not subclasses
         self.stream = FrameStream()
+        self.connects += 1
         self.connected.set()
         if self.down_since is not None and not self.tcp_back:
             self.tcp_back = True
@@ -273,12 +306,14 @@ class SimDevice(asyncio.Protocol):
             status = item[25]
             if status == AckStatus.BUSY:
                 stats.busy += 1
-                entry[2] = now  # retry after the ACK timeout
+                entry[2] = now  # resent on this connection after the ACK timeout
+                entry[3] = True
                 continue
             del self.unacked[ack_seq]
             freed += 1
             if status in (AckStatus.OK, AckStatus.DUPLICATE):
                 self._served_again(now)
+                self.last_ack = now
                 stats.acked += 1
                 if status == AckStatus.OK:
                     stats.ok += 1
@@ -294,6 +329,19 @@ class SimDevice(asyncio.Protocol):
                 stats.invalid += 1
         if sim.closed_loop and freed:
             self.send_new(freed)
+
+    def waiting(self, now: float) -> dict[str, Any]:
+        """Why this device still has unacknowledged frames: for the report of a failed run."""
+        sock = self.transport.get_extra_info("sockname") if self.transport is not None else None
+        return {
+            "device": self.device_id,
+            "unacked": len(self.unacked),
+            "oldest_s": round(now - min(e[1] for e in self.unacked.values()), 1),
+            "connected": self.transport is not None and not self.transport.is_closing(),
+            "local_port": sock[1] if sock else None,
+            "connects": self.connects,
+            "last_ack_s": round(now - self.last_ack, 1) if self.last_ack else None,
+        }
 
     def _was_sent(self, seq: int) -> bool:
         if self.first_seq <= self.next_seq:
@@ -314,6 +362,7 @@ class Simulator:
         self._reconnects: set[asyncio.Task[None]] = set()
         self._stopping = False
         self._lat_seen = 0
+        self.waiting: list[dict[str, Any]] = []
 
     @property
     def stopping(self) -> bool:
@@ -343,8 +392,11 @@ class Simulator:
     async def _connect(self, dev: SimDevice, index: int) -> bool:
         loop = asyncio.get_running_loop()
         try:
-            transport, _ = await loop.create_connection(lambda: dev, self.cfg.host, self.cfg.port)
-        except OSError:
+            transport, _ = await asyncio.wait_for(
+                loop.create_connection(lambda: dev, self.cfg.host, self.cfg.port),
+                self.cfg.connect_timeout_s,
+            )
+        except (OSError, TimeoutError):
             self.stats.connect_failures += 1
             return False
         header = self._proxy_header(index)
@@ -365,7 +417,7 @@ class Simulator:
             await asyncio.sleep(delay * (0.5 + self._rng.random()))
             if await self._connect(dev, self.devices.index(dev)):
                 self.stats.reconnects += 1
-                dev.retransmit(float("inf"), time.perf_counter())  # the firmware resends everything unacked
+                dev.resend_all(time.perf_counter())  # the firmware resends everything unacked
                 return
             delay = min(delay * 2, 2.0)
 
@@ -421,7 +473,7 @@ class Simulator:
             if now - last_retx >= 0.25:
                 last_retx = now
                 for dev in self.devices:
-                    dev.retransmit(now - cfg.ack_timeout_s, now)
+                    dev.check_acks(now)
         t_send_end = time.perf_counter()
         self.sending = False
         self.budget = 0
@@ -430,8 +482,11 @@ class Simulator:
             await asyncio.sleep(0.05)
             now = time.perf_counter()
             for dev in self.devices:
-                dev.retransmit(now - cfg.ack_timeout_s, now)
+                dev.check_acks(now)
         t_end = time.perf_counter()
+        # Before the connections close: the devices still waiting, worst first (a failed run's clue).
+        waiting = sorted((d for d in self.devices if d.unacked), key=lambda d: -len(d.unacked))
+        self.waiting = [d.waiting(t_end) for d in waiting[:MAX_WAITING_DEVICES]]
         self._stopping = True
         for task in list(self._reconnects):
             task.cancel()
@@ -473,6 +528,7 @@ class Simulator:
             "send_phase_s": round(send_s, 3),
             "sent": s.sent,
             "retransmits": s.retransmits,
+            "ack_timeouts": s.ack_timeouts,
             "acked": s.acked,
             "acked_ok": s.ok,
             "duplicates": s.duplicates,
@@ -507,6 +563,8 @@ class Simulator:
                 "tcp_p99": percentile_ms(tcp, 99, 1),
             },
         }
+        if self.waiting:
+            result["waiting_devices"] = self.waiting
         if self.acked_keys is not None and self.cfg.acked_out:
             Path(self.cfg.acked_out).write_text("".join(k + "\n" for k in self.acked_keys))
         return result
@@ -545,7 +603,11 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--tag-len", type=int, choices=(16, 32), default=16)
     ap.add_argument("--profile", default="pressure", help="pressure | gas | multi | bytes:N")
     ap.add_argument("--window", type=int, default=32, help="max unacked frames per device")
-    ap.add_argument("--ack-timeout", type=float, default=2.0, help="retransmit unacked frames after this")
+    ap.add_argument(
+        "--ack-timeout", type=float, default=2.0,
+        help="a frame without an ACK for this long: drop the connection, reconnect, resend",
+    )  # fmt: skip
+    ap.add_argument("--connect-timeout", type=float, default=5.0, help="abandon a connect after this")
     ap.add_argument("--drain", type=float, default=10.0, help="max seconds to wait for the last ACKs")
     ap.add_argument("--device-base", type=int, default=1, help="first device id")
     ap.add_argument(
@@ -597,6 +659,7 @@ def main(argv: list[str] | None = None) -> int:
         profile=args.profile,
         window=args.window,
         ack_timeout_s=args.ack_timeout,
+        connect_timeout_s=args.connect_timeout,
         drain_s=args.drain,
         device_base=args.device_base,
         seq_start=args.seq_start,
