@@ -12,9 +12,9 @@ STAGES=(lint unit config integration)
 COMPONENTS=(gateway firmware terraform prometheus grafana nginx keepalived ansible scripts molecule docs)
 # Started as soon as the tool environment is ready, beside the other hooks: the roles' molecule
 # scenarios need nothing the earlier hooks make (their own lab subnet, the image build is locked)
-# and Ansible into containers leaves the second core mostly idle. Measured on 2 cores: ~9 min
-# alone, and the run ~N min shorter. Its output is shown when it is joined: at its place in the
-# order, or before a hook of QUIET_HOOKS (timing-sensitive: failover drills) starts.
+# and Ansible into containers leaves the second core mostly idle (molecule alone: ~9 min on 2
+# cores). Its output is shown when it is joined: at its place in the order, or before a hook of
+# QUIET_HOOKS starts (timing-sensitive: the failover drills run on a quiet machine).
 BACKGROUND_HOOKS=(molecule/ci/integration.sh)
 QUIET_HOOKS=(scripts/ci/integration-drills.sh)
 

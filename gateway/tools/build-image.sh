@@ -35,6 +35,8 @@ trap 'rm -rf "$ctx"' EXIT
 # Reproducible wheels (zip timestamps from the last commit): an unchanged tree hits Docker's cache.
 SOURCE_DATE_EPOCH="$(git -C "$gw" log -1 --format=%ct 2>/dev/null || echo 315532800)" \
   python3 -m pip wheel --quiet --wheel-dir "$ctx/wheels" "$gw"
+mkdir "$ctx/app"  # the gateway's wheel apart from its dependencies' (the Dockerfile's layers)
+mv "$ctx"/wheels/nanogridata_gateway-*.whl "$ctx/app/"
 cp "$gw/Dockerfile" "$ctx/"
 docker build --build-arg "BASE_IMAGE=$base" -t "$tag" "$ctx"
 echo "built $tag"
