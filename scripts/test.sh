@@ -10,12 +10,13 @@ source "$REPO_ROOT/scripts/lib/toolenv.sh"
 STAGES=(lint unit config integration)
 # Order matters only for speed and readability: cheap, independent components first.
 COMPONENTS=(gateway firmware terraform prometheus grafana nginx keepalived ansible scripts molecule docs)
-# Started as soon as the tool environment is ready, beside the other hooks: the roles' molecule
-# scenarios need nothing the earlier hooks make (their own lab subnet, the image build is locked)
-# and Ansible into containers leaves the second core mostly idle (molecule alone: ~9 min on 2
-# cores). Its output is shown when it is joined: at its place in the order, or before a hook of
-# QUIET_HOOKS starts (timing-sensitive: the failover drills run on a quiet machine).
-BACKGROUND_HOOKS=(molecule/ci/integration.sh)
+# The background lane: these hooks run one after the other, starting as soon as the tool
+# environment is ready, beside the other hooks. None needs what an earlier hook makes (own labs and
+# subnets, loopback ports; the image build and apt are locked), and on 2 cores Ansible into
+# containers and the 60 s VictoriaMetrics outage leave the second core mostly idle. The lane is
+# joined (each hook's output shown, its result recorded) before a hook of QUIET_HOOKS starts
+# (timing-sensitive: the failover drills run on a quiet machine), or at the end.
+BACKGROUND_HOOKS=(molecule/ci/integration.sh gateway/ci/integration.sh scripts/ci/integration.sh)
 QUIET_HOOKS=(scripts/ci/integration-drills.sh)
 
 usage() {
@@ -33,9 +34,10 @@ Each stage runs the hooks <component>/ci/<stage>.sh of: ${COMPONENTS[*]}.
   -h, --help          this help
 
 Prints a banner and the duration of each hook, a timing table at the end, and exits non-zero
-when any hook failed, naming it. ${BACKGROUND_HOOKS[*]} starts right after the tool environment
-and runs beside the other hooks (its output is printed when it is joined). Hooks listed in scripts/ci/quarantine.txt (with the reason they
-are not yet trusted) are skipped and named loudly at the end, unless --quarantined is given.
+when any hook failed, naming it. ${BACKGROUND_HOOKS[*]} run one after the other in a
+background lane from the start, beside the other hooks (their output is printed when joined).
+Hooks listed in scripts/ci/quarantine.txt (with the reason they are not yet trusted) are skipped
+and named loudly at the end, unless --quarantined is given.
 USAGE
 }
 
@@ -106,54 +108,52 @@ record() {  # record HOOK RC SECONDS [NOTE]
   results+=("$(printf '%-32s %-7s %5ds%s' "$1" "$status" "$3" "${4:+  $4}")")
 }
 
-# --- background hooks: own process group (killed with the run), output to logs/ci/ -------------
-declare -A bg_pid=() bg_t0=()
+# --- the background lane: own process group (killed with the run), output to logs/ci/ ----------
 BG_DIR="$REPO_ROOT/logs/ci"
-bg_kill() {
-  local h
-  for h in "${!bg_pid[@]}"; do kill -- "-${bg_pid[$h]}" 2>/dev/null || true; done
-}
-trap bg_kill EXIT
-bg_start() {
-  local hook="$1" name
-  name=$(tr '/' '_' <<<"${hook%.sh}")
+BG_LANE_PID=""
+declare -A bg_joined=()
+bg_lane=()
+for hook in "${BACKGROUND_HOOKS[@]}"; do
+  [[ " ${hooks[*]} " == *" $hook "* ]] && bg_lane+=("$hook")
+done
+bg_file() { echo "$BG_DIR/$(tr '/' '_' <<<"${1%.sh}").$2"; }
+trap '[[ -z "$BG_LANE_PID" ]] || kill -- "-$BG_LANE_PID" 2>/dev/null || true' EXIT
+if ((${#bg_lane[@]})); then
+  ensure_docker  # once, before the lane and the foreground hooks could both start it
   mkdir -p "$BG_DIR"
-  rm -f "$BG_DIR/$name".{log,rc}
+  for hook in "${bg_lane[@]}"; do rm -f "$(bg_file "$hook" log)" "$(bg_file "$hook" rc)" "$(bg_file "$hook" secs)"; done
   # setsid: a process group of its own, so an interrupted run leaves no hook behind.
   # shellcheck disable=SC2016  # expanded by the inner bash
-  setsid bash -c 'cd "$1" && bash "$2" >"$3.log" 2>&1; echo $? >"$3.rc"' \
-    _ "$REPO_ROOT" "$hook" "$BG_DIR/$name" &
-  bg_pid[$hook]=$!
-  bg_t0[$hook]=$SECONDS
-  log "started in the background: $hook (output: ${BG_DIR#"$REPO_ROOT"/}/$name.log)"
-}
+  setsid bash -c 'cd "$1" && dir=$2 && shift 2
+    for hook; do
+      name=$(tr / _ <<<"${hook%.sh}") t=$SECONDS rc=0
+      bash "$hook" >"$dir/$name.log" 2>&1 || rc=$?
+      echo $((SECONDS - t)) >"$dir/$name.secs"
+      echo "$rc" >"$dir/$name.rc"
+    done' _ "$REPO_ROOT" "$BG_DIR" "${bg_lane[@]}" &
+  BG_LANE_PID=$!
+  log "background lane started: ${bg_lane[*]} (one after the other; output in ${BG_DIR#"$REPO_ROOT"/}/)"
+fi
 bg_join() {  # bg_join HOOK: wait for it, print its output, record it; the wait counts for its stage
-  local hook="$1" name t=$SECONDS rc stage
-  name=$(tr '/' '_' <<<"${hook%.sh}")
+  local hook="$1" t=$SECONDS rc stage
   banner "$hook (ran in the background)"
-  wait "${bg_pid[$hook]}" || true
-  unset "bg_pid[$hook]"
-  cat "$BG_DIR/$name.log"
-  rc=$(cat "$BG_DIR/$name.rc" 2>/dev/null || echo 1)
+  while [[ ! -e "$(bg_file "$hook" rc)" ]] && kill -0 "$BG_LANE_PID" 2>/dev/null; do sleep 2; done
+  bg_joined[$hook]=1
+  cat "$(bg_file "$hook" log)" 2>/dev/null || true
+  rc=$(cat "$(bg_file "$hook" rc)" 2>/dev/null || echo 1)  # no rc: the lane died before it
   stage=$(hook_stage "$hook")
   stage_secs[$stage]=$(( ${stage_secs[$stage]:-0} + SECONDS - t ))
-  record "$hook" "$rc" "$((SECONDS - bg_t0[$hook]))" \
-    "(background from ${bg_t0[$hook]}s; the run waited $((SECONDS - t))s for it)"
+  record "$hook" "$rc" "$(cat "$(bg_file "$hook" secs)" 2>/dev/null || echo 0)" \
+    "(background lane; the run waited $((SECONDS - t))s for it)"
 }
 bg_join_all() {
   local h
-  for h in "${!bg_pid[@]}"; do bg_join "$h"; done
+  for h in "${bg_lane[@]}"; do [[ -n "${bg_joined[$h]:-}" ]] || bg_join "$h"; done
 }
-for hook in "${hooks[@]}"; do
-  [[ " ${BACKGROUND_HOOKS[*]} " == *" $hook "* ]] || continue
-  # The engine first, so the background hook and the foreground ones do not both start it.
-  ensure_docker
-  bg_start "$hook"
-done
 
 for hook in "${hooks[@]}"; do
-  if [[ -n "${bg_pid[$hook]:-}" ]]; then
-    bg_join "$hook"
+  if [[ " ${bg_lane[*]} " == *" $hook "* ]]; then
+    continue  # joined before a quiet hook or at the end, never waited for at its place
   else
     [[ " ${QUIET_HOOKS[*]} " == *" $hook "* ]] && bg_join_all
     stage=$(hook_stage "$hook")
