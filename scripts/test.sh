@@ -111,8 +111,7 @@ record() {  # record HOOK RC SECONDS [NOTE]
 # --- the background lane: own process group (killed with the run), output to logs/ci/ ----------
 BG_DIR="$REPO_ROOT/logs/ci"
 BG_LANE_PID=""
-declare -A bg_joined=()
-bg_lane=()
+bg_lane=()  # the selected background hooks not joined yet
 for hook in "${BACKGROUND_HOOKS[@]}"; do
   [[ " ${hooks[*]} " == *" $hook "* ]] && bg_lane+=("$hook")
 done
@@ -138,7 +137,6 @@ bg_join() {  # bg_join HOOK: wait for it, print its output, record it; the wait 
   local hook="$1" t=$SECONDS rc stage
   banner "$hook (ran in the background)"
   while [[ ! -e "$(bg_file "$hook" rc)" ]] && kill -0 "$BG_LANE_PID" 2>/dev/null; do sleep 2; done
-  bg_joined[$hook]=1
   cat "$(bg_file "$hook" log)" 2>/dev/null || true
   rc=$(cat "$(bg_file "$hook" rc)" 2>/dev/null || echo 1)  # no rc: the lane died before it
   stage=$(hook_stage "$hook")
@@ -148,22 +146,21 @@ bg_join() {  # bg_join HOOK: wait for it, print its output, record it; the wait 
 }
 bg_join_all() {
   local h
-  for h in "${bg_lane[@]}"; do [[ -n "${bg_joined[$h]:-}" ]] || bg_join "$h"; done
+  for h in "${bg_lane[@]}"; do bg_join "$h"; done
+  bg_lane=()
 }
 
 for hook in "${hooks[@]}"; do
-  if [[ " ${bg_lane[*]} " == *" $hook "* ]]; then
-    continue  # joined before a quiet hook or at the end, never waited for at its place
-  else
-    [[ " ${QUIET_HOOKS[*]} " == *" $hook "* ]] && bg_join_all
-    stage=$(hook_stage "$hook")
-    banner "$hook"
-    t=$SECONDS
-    rc=0
-    (cd "$REPO_ROOT" && bash "$hook") || rc=$?
-    stage_secs[$stage]=$(( ${stage_secs[$stage]:-0} + SECONDS - t ))
-    record "$hook" "$rc" "$((SECONDS - t))"
-  fi
+  # A lane hook is joined before a quiet hook or at the end, never waited for at its place.
+  [[ " ${BACKGROUND_HOOKS[*]} " == *" $hook "* ]] && continue
+  [[ " ${QUIET_HOOKS[*]} " == *" $hook "* ]] && bg_join_all
+  stage=$(hook_stage "$hook")
+  banner "$hook"
+  t=$SECONDS
+  rc=0
+  (cd "$REPO_ROOT" && bash "$hook") || rc=$?
+  stage_secs[$stage]=$(( ${stage_secs[$stage]:-0} + SECONDS - t ))
+  record "$hook" "$rc" "$((SECONDS - t))"
   if ((${#failed[@]})) && ((fail_fast)); then break; fi
 done
 bg_join_all
