@@ -10,13 +10,18 @@ source "$REPO_ROOT/scripts/lib/toolenv.sh"
 STAGES=(lint unit config integration)
 # Order matters only for speed and readability: cheap, independent components first.
 COMPONENTS=(gateway firmware terraform prometheus grafana nginx keepalived ansible scripts molecule docs)
-# The background lane: these hooks run one after the other, starting as soon as the tool
-# environment is ready, beside the other hooks. None needs what an earlier hook makes (own labs and
-# subnets, loopback ports; the image build and apt are locked), and on 2 cores Ansible into
-# containers and the 60 s VictoriaMetrics outage leave the second core mostly idle. The lane is
-# joined (each hook's output shown, its result recorded) before a hook of QUIET_HOOKS starts
-# (timing-sensitive: the failover drills run on a quiet machine), or at the end.
-BACKGROUND_HOOKS=(molecule/ci/integration.sh gateway/ci/integration.sh scripts/ci/integration.sh)
+# Background lanes: the hooks of a lane run one after the other, each lane beside the others and
+# beside the foreground hooks, starting as soon as the tool environment is ready. None needs what
+# another hook makes (own labs and subnets, loopback ports; the image build, apt and the dockerd
+# start are locked), and on 2 cores Ansible into containers, roll-outs under traffic and the 60 s
+# VictoriaMetrics outage leave the cores mostly idle. The lanes are joined (each hook's output shown,
+# its result recorded) before a hook of QUIET_HOOKS starts (timing-sensitive: the failover drills
+# run on a quiet machine, on the lab the deploy hook left), or at the end. Lanes are balanced by
+# their warm durations (about 740 s and 700 s).
+BACKGROUND_LANES=(
+  "molecule/ci/integration.sh gateway/ci/integration.sh"
+  "scripts/ci/integration-deploy.sh scripts/ci/integration.sh"
+)
 QUIET_HOOKS=(scripts/ci/integration-drills.sh)
 
 usage() {
@@ -34,8 +39,9 @@ Each stage runs the hooks <component>/ci/<stage>.sh of: ${COMPONENTS[*]}.
   -h, --help          this help
 
 Prints a banner and the duration of each hook, a timing table at the end, and exits non-zero
-when any hook failed, naming it. ${BACKGROUND_HOOKS[*]} run one after the other in a
-background lane from the start, beside the other hooks (their output is printed when joined).
+when any hook failed, naming it. Background lanes, from the start and beside the other hooks
+(output printed when joined), each running its hooks one after the other:
+$(printf '  %s\n' "${BACKGROUND_LANES[@]}")
 Hooks listed in scripts/ci/quarantine.txt (with the reason they are not yet trusted) are skipped
 and named loudly at the end, unless --quarantined is given.
 USAGE
@@ -108,19 +114,32 @@ record() {  # record HOOK RC SECONDS [NOTE]
   results+=("$(printf '%-32s %-7s %5ds%s' "$1" "$status" "$3" "${4:+  $4}")")
 }
 
-# --- the background lane: own process group (killed with the run), output to logs/ci/ ----------
+# --- background lanes: each its own process group (killed with the run), output to logs/ci/ ------
 BG_DIR="$REPO_ROOT/logs/ci"
-BG_LANE_PID=""
-bg_lane=()  # the selected background hooks not joined yet
-for hook in "${BACKGROUND_HOOKS[@]}"; do
-  [[ " ${hooks[*]} " == *" $hook "* ]] && bg_lane+=("$hook")
+declare -A lane_of=()  # background hook -> its lane's PID
+for lane in "${BACKGROUND_LANES[@]}"; do
+  for hook in $lane; do lane_of[$hook]=""; done
+done
+bg_pending=()  # the selected background hooks not joined yet, in run order
+for hook in "${hooks[@]}"; do
+  [[ -v "lane_of[$hook]" ]] && bg_pending+=("$hook")
 done
 bg_file() { echo "$BG_DIR/$(tr '/' '_' <<<"${1%.sh}").$2"; }
-trap '[[ -z "$BG_LANE_PID" ]] || kill -- "-$BG_LANE_PID" 2>/dev/null || true' EXIT
-if ((${#bg_lane[@]})); then
-  ensure_docker  # once, before the lane and the foreground hooks could both start it
+LANE_PIDS=()
+kill_lanes() { local pid; for pid in "${LANE_PIDS[@]}"; do kill -- "-$pid" 2>/dev/null || true; done; }
+trap kill_lanes EXIT
+if ((${#bg_pending[@]})); then
+  ensure_docker  # once, before the lanes and the foreground hooks could all start it
   mkdir -p "$BG_DIR"
-  for hook in "${bg_lane[@]}"; do rm -f "$(bg_file "$hook" log)" "$(bg_file "$hook" rc)" "$(bg_file "$hook" secs)"; done
+fi
+for lane in "${BACKGROUND_LANES[@]}"; do
+  selected=()
+  for hook in $lane; do
+    [[ " ${bg_pending[*]} " == *" $hook "* ]] || continue
+    selected+=("$hook")
+    rm -f "$(bg_file "$hook" log)" "$(bg_file "$hook" rc)" "$(bg_file "$hook" secs)"
+  done
+  ((${#selected[@]})) || continue
   # setsid: a process group of its own, so an interrupted run leaves no hook behind.
   # shellcheck disable=SC2016  # expanded by the inner bash
   setsid bash -c 'cd "$1" && dir=$2 && shift 2
@@ -129,14 +148,15 @@ if ((${#bg_lane[@]})); then
       bash "$hook" >"$dir/$name.log" 2>&1 || rc=$?
       echo $((SECONDS - t)) >"$dir/$name.secs"
       echo "$rc" >"$dir/$name.rc"
-    done' _ "$REPO_ROOT" "$BG_DIR" "${bg_lane[@]}" &
-  BG_LANE_PID=$!
-  log "background lane started: ${bg_lane[*]} (one after the other; output in ${BG_DIR#"$REPO_ROOT"/}/)"
-fi
+    done' _ "$REPO_ROOT" "$BG_DIR" "${selected[@]}" &
+  LANE_PIDS+=("$!")
+  for hook in "${selected[@]}"; do lane_of[$hook]=$!; done
+  log "background lane started: ${selected[*]} (one after the other; output in ${BG_DIR#"$REPO_ROOT"/}/)"
+done
 bg_join() {  # bg_join HOOK: wait for it, print its output, record it; the wait counts for its stage
   local hook="$1" t=$SECONDS rc stage
   banner "$hook (ran in the background)"
-  while [[ ! -e "$(bg_file "$hook" rc)" ]] && kill -0 "$BG_LANE_PID" 2>/dev/null; do sleep 2; done
+  while [[ ! -e "$(bg_file "$hook" rc)" ]] && kill -0 "${lane_of[$hook]}" 2>/dev/null; do sleep 2; done
   cat "$(bg_file "$hook" log)" 2>/dev/null || true
   rc=$(cat "$(bg_file "$hook" rc)" 2>/dev/null || echo 1)  # no rc: the lane died before it
   stage=$(hook_stage "$hook")
@@ -146,13 +166,13 @@ bg_join() {  # bg_join HOOK: wait for it, print its output, record it; the wait 
 }
 bg_join_all() {
   local h
-  for h in "${bg_lane[@]}"; do bg_join "$h"; done
-  bg_lane=()
+  for h in "${bg_pending[@]}"; do bg_join "$h"; done
+  bg_pending=()
 }
 
 for hook in "${hooks[@]}"; do
   # A lane hook is joined before a quiet hook or at the end, never waited for at its place.
-  [[ " ${BACKGROUND_HOOKS[*]} " == *" $hook "* ]] && continue
+  [[ -v "lane_of[$hook]" ]] && continue
   [[ " ${QUIET_HOOKS[*]} " == *" $hook "* ]] && bg_join_all
   stage=$(hook_stage "$hook")
   banner "$hook"

@@ -32,9 +32,14 @@ tag="${tag:-nanogridata-gateway:$version}"
 ctx="$(mktemp -d)"
 trap 'rm -rf "$ctx"' EXIT
 
+# The wheel is built from a copy: setuptools writes build/ and *.egg-info into the tree it builds,
+# and the molecule gateway scenario may be building gateway/ at the same time (test.sh's lanes).
+mkdir "$ctx/src"
+tar -C "$gw" --exclude=__pycache__ -cf - pyproject.toml README.md src | tar -C "$ctx/src" -xf -
 # Reproducible wheels (zip timestamps from the last commit): an unchanged tree hits Docker's cache.
 SOURCE_DATE_EPOCH="$(git -C "$gw" log -1 --format=%ct 2>/dev/null || echo 315532800)" \
-  python3 -m pip wheel --quiet --wheel-dir "$ctx/wheels" "$gw"
+  python3 -m pip wheel --quiet --wheel-dir "$ctx/wheels" "$ctx/src"
+rm -rf "$ctx/src"
 mkdir "$ctx/app"  # the gateway's wheel apart from its dependencies' (the Dockerfile's layers)
 mv "$ctx"/wheels/nanogridata_gateway-*.whl "$ctx/app/"
 cp "$gw/Dockerfile" "$ctx/"
