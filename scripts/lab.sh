@@ -44,6 +44,10 @@ Options:
   --fresh          recreate hosts even when they are up to date
   -h, --help       this help
 
+Env NGD_LAB_CPU_SHARES=N gives the hosts it creates a CPU weight (docker --cpu-shares; default
+1024): scripts/test.sh lowers it for the molecule scenarios' hosts so that they yield the CPU to
+the lab the failover drills run in.
+
 The lab "lab" writes ansible/inventories/lab/hosts.yml; every lab keeps its throw-away
 inventory copy, vault password and secrets under .lab/NAME/ (git-ignored).
 USAGE
@@ -149,7 +153,7 @@ start_host() {
   "$DOCKER" run -d --name "$c" --hostname "$host" \
     --network "$(network_name)" --ip "$(host_ip "$host")" --network-alias "$host" \
     --label "$LAB_LABEL=$LAB" --label "io.nanogridata.host=$host" \
-    "${LAB_RUN_ARGS[@]}" "$image" >/dev/null
+    ${NGD_LAB_CPU_SHARES:+--cpu-shares "$NGD_LAB_CPU_SHARES"} "${LAB_RUN_ARGS[@]}" "$image" >/dev/null
 }
 
 # reboot_host CONTAINER: start a stopped host; true once its systemd is up (running or degraded).

@@ -10,19 +10,18 @@ source "$REPO_ROOT/scripts/lib/toolenv.sh"
 STAGES=(lint unit config integration)
 # Order matters only for speed and readability: cheap, independent components first.
 COMPONENTS=(gateway firmware terraform prometheus grafana nginx keepalived ansible scripts molecule docs)
-# Background lanes: the hooks of a lane run one after the other, each lane beside the others and
-# beside the foreground hooks, starting as soon as the tool environment is ready. None needs what
+# Two background lanes start as soon as the tool environment is ready, beside the foreground
+# hooks; each runs its hooks one after the other. The critical lane (the deploy hook, then the
+# failover drills on the lab it leaves: the longest chain) runs at normal priority. The foreground
+# hooks and the yielding lane run at nice $YIELD_NICE, and the yielding lane's lab hosts (molecule,
+# lab.sh checks) get a CPU weight of $YIELD_CPU_SHARES (docker's default is 1024): the drills keep
+# their timing targets while the rest takes the CPU they leave idle (2 cores here). None needs what
 # another hook makes (own labs and subnets, loopback ports; the image build, apt and the dockerd
-# start are locked), and on 2 cores Ansible into containers, roll-outs under traffic and the 60 s
-# VictoriaMetrics outage leave the cores mostly idle. The lanes are joined (each hook's output shown,
-# its result recorded) before a hook of QUIET_HOOKS starts (timing-sensitive: the failover drills
-# run on a quiet machine, on the lab the deploy hook left), or at the end. Lanes are balanced by
-# their warm durations (about 740 s and 700 s).
-BACKGROUND_LANES=(
-  "molecule/ci/integration.sh gateway/ci/integration.sh"
-  "scripts/ci/integration-deploy.sh scripts/ci/integration.sh"
-)
-QUIET_HOOKS=(scripts/ci/integration-drills.sh)
+# start are locked). The lanes are joined (each hook's output shown, its result recorded) at the end.
+CRITICAL_LANE=(scripts/ci/integration-deploy.sh scripts/ci/integration-drills.sh)
+YIELDING_LANE=(molecule/ci/integration.sh gateway/ci/integration.sh scripts/ci/integration.sh)
+YIELD_NICE=10
+YIELD_CPU_SHARES=256
 
 usage() {
   cat <<USAGE
@@ -39,9 +38,11 @@ Each stage runs the hooks <component>/ci/<stage>.sh of: ${COMPONENTS[*]}.
   -h, --help          this help
 
 Prints a banner and the duration of each hook, a timing table at the end, and exits non-zero
-when any hook failed, naming it. Background lanes, from the start and beside the other hooks
-(output printed when joined), each running its hooks one after the other:
-$(printf '  %s\n' "${BACKGROUND_LANES[@]}")
+when any hook failed, naming it. Two background lanes run from the start, beside the other
+hooks, each one hook after the other (output printed when joined, at the end):
+  critical (normal priority): ${CRITICAL_LANE[*]}
+  yielding (nice $YIELD_NICE, lab hosts' CPU weight $YIELD_CPU_SHARES): ${YIELDING_LANE[*]}
+When a critical-lane hook is selected, the foreground hooks run at nice $YIELD_NICE.
 Hooks listed in scripts/ci/quarantine.txt (with the reason they are not yet trusted) are skipped
 and named loudly at the end, unless --quarantined is given.
 USAGE
@@ -117,9 +118,7 @@ record() {  # record HOOK RC SECONDS [NOTE]
 # --- background lanes: each its own process group (killed with the run), output to logs/ci/ ------
 BG_DIR="$REPO_ROOT/logs/ci"
 declare -A lane_of=()  # background hook -> its lane's PID
-for lane in "${BACKGROUND_LANES[@]}"; do
-  for hook in $lane; do lane_of[$hook]=""; done
-done
+for hook in "${CRITICAL_LANE[@]}" "${YIELDING_LANE[@]}"; do lane_of[$hook]=""; done
 bg_pending=()  # the selected background hooks not joined yet, in run order
 for hook in "${hooks[@]}"; do
   [[ -v "lane_of[$hook]" ]] && bg_pending+=("$hook")
@@ -132,17 +131,20 @@ if ((${#bg_pending[@]})); then
   ensure_docker  # once, before the lanes and the foreground hooks could all start it
   mkdir -p "$BG_DIR"
 fi
-for lane in "${BACKGROUND_LANES[@]}"; do
-  selected=()
-  for hook in $lane; do
+start_lane() {  # start_lane NAME NICE [ENV=VALUE...] -- HOOK...: the selected HOOKs, one after the other
+  local name="$1" niceness="$2" env=() selected=() hook
+  shift 2
+  while [[ "$1" != -- ]]; do env+=("$1"); shift; done
+  shift
+  for hook; do
     [[ " ${bg_pending[*]} " == *" $hook "* ]] || continue
     selected+=("$hook")
     rm -f "$(bg_file "$hook" log)" "$(bg_file "$hook" rc)" "$(bg_file "$hook" secs)"
   done
-  ((${#selected[@]})) || continue
+  ((${#selected[@]})) || return 1
   # setsid: a process group of its own, so an interrupted run leaves no hook behind.
   # shellcheck disable=SC2016  # expanded by the inner bash
-  setsid bash -c 'cd "$1" && dir=$2 && shift 2
+  setsid env "${env[@]}" nice -n "$niceness" bash -c 'cd "$1" && dir=$2 && shift 2
     for hook; do
       name=$(tr / _ <<<"${hook%.sh}") t=$SECONDS rc=0
       bash "$hook" >"$dir/$name.log" 2>&1 || rc=$?
@@ -151,8 +153,12 @@ for lane in "${BACKGROUND_LANES[@]}"; do
     done' _ "$REPO_ROOT" "$BG_DIR" "${selected[@]}" &
   LANE_PIDS+=("$!")
   for hook in "${selected[@]}"; do lane_of[$hook]=$!; done
-  log "background lane started: ${selected[*]} (one after the other; output in ${BG_DIR#"$REPO_ROOT"/}/)"
-done
+  log "$name lane started (nice $niceness): ${selected[*]} (one after the other; output in ${BG_DIR#"$REPO_ROOT"/}/)"
+}
+start_lane yielding "$YIELD_NICE" "NGD_LAB_CPU_SHARES=$YIELD_CPU_SHARES" -- "${YIELDING_LANE[@]}" || true
+if start_lane critical 0 -- "${CRITICAL_LANE[@]}"; then
+  renice -n "$YIELD_NICE" -p $$ >/dev/null  # the foreground hooks yield to the critical lane
+fi
 bg_join() {  # bg_join HOOK: wait for it, print its output, record it; the wait counts for its stage
   local hook="$1" t=$SECONDS rc stage
   banner "$hook (ran in the background)"
@@ -171,9 +177,8 @@ bg_join_all() {
 }
 
 for hook in "${hooks[@]}"; do
-  # A lane hook is joined before a quiet hook or at the end, never waited for at its place.
+  # A lane hook is joined at the end, never waited for at its place.
   [[ -v "lane_of[$hook]" ]] && continue
-  [[ " ${QUIET_HOOKS[*]} " == *" $hook "* ]] && bg_join_all
   stage=$(hook_stage "$hook")
   banner "$hook"
   t=$SECONDS
