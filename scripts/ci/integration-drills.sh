@@ -11,12 +11,13 @@
 # Bounded load: NGD_DRILL_DEVICES (200) devices sending NGD_DRILL_RATE (1000) frames/s in all from
 # before each fault until the pair is whole again, at least NGD_DRILL_DURATION (20) s per scenario.
 # NGD_DRILLS="master-stop gateway-kill" runs a subset. Report: table above, JSON under logs/drills/.
+# scripts/test.sh runs it in its critical lane, beside work that yields the CPU (nice, CPU weight).
 set -euo pipefail
 source "$REPO_ROOT/scripts/lib/common.sh"
 cd "$REPO_ROOT"
 
 if [[ "${1:-}" == -h || "${1:-}" == --help ]]; then
-  sed -n '2,13p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
+  sed -n '2,14p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
   exit 0
 fi
 
