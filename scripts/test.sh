@@ -10,16 +10,21 @@ source "$REPO_ROOT/scripts/lib/toolenv.sh"
 STAGES=(lint unit config integration)
 # Order matters only for speed and readability: cheap, independent components first.
 COMPONENTS=(gateway firmware terraform prometheus grafana nginx keepalived ansible scripts molecule docs)
-# Two background lanes start as soon as the tool environment is ready, beside the foreground
-# hooks; each runs its hooks one after the other. The critical lane (the deploy hook, then the
-# failover drills on the lab it leaves: the longest chain) runs at normal priority. The foreground
-# hooks and the yielding lane run at nice $YIELD_NICE, and the yielding lane's lab hosts (molecule,
-# lab.sh checks) get a CPU weight of $YIELD_CPU_SHARES (docker's default is 1024): the drills keep
-# their timing targets while the rest takes the CPU they leave idle (2 cores here). None needs what
-# another hook makes (own labs and subnets, loopback ports; the image build, apt and the dockerd
-# start are locked). The lanes are joined (each hook's output shown, its result recorded) at the end.
+# Background lanes start as soon as the tool environment is ready, beside the foreground hooks;
+# each runs its hooks one after the other. The critical lane (the deploy hook, then the failover
+# drills on the lab it leaves: the longest chain) runs at normal priority. The foreground hooks and
+# the yielding lanes run at nice $YIELD_NICE, and the yielding lanes' lab hosts (molecule, lab.sh
+# checks) get a CPU weight of $YIELD_CPU_SHARES (docker's default is 1024): the drills keep their
+# timing targets while the rest takes the CPU they leave idle (2 cores here). Molecule has a lane
+# of its own: the short, mostly waiting hooks (a 60 s collector outage) run early beside it instead
+# of after it. None needs what another hook makes (own labs and subnets, loopback ports; the image
+# build, apt and the dockerd start are locked). Lanes are joined (output shown, results recorded)
+# at the end.
 CRITICAL_LANE=(scripts/ci/integration-deploy.sh scripts/ci/integration-drills.sh)
-YIELDING_LANE=(molecule/ci/integration.sh gateway/ci/integration.sh scripts/ci/integration.sh)
+YIELDING_LANES=(
+  "molecule/ci/integration.sh"
+  "gateway/ci/integration.sh scripts/ci/integration.sh"
+)
 YIELD_NICE=10
 YIELD_CPU_SHARES=256
 
@@ -38,10 +43,11 @@ Each stage runs the hooks <component>/ci/<stage>.sh of: ${COMPONENTS[*]}.
   -h, --help          this help
 
 Prints a banner and the duration of each hook, a timing table at the end, and exits non-zero
-when any hook failed, naming it. Two background lanes run from the start, beside the other
-hooks, each one hook after the other (output printed when joined, at the end):
+when any hook failed, naming it. Background lanes run from the start, beside the other hooks,
+each one hook after the other (output printed when joined, at the end):
   critical (normal priority): ${CRITICAL_LANE[*]}
-  yielding (nice $YIELD_NICE, lab hosts' CPU weight $YIELD_CPU_SHARES): ${YIELDING_LANE[*]}
+$(for lane in "${YIELDING_LANES[@]}"; do
+  echo "  yielding (nice $YIELD_NICE, lab hosts' CPU weight $YIELD_CPU_SHARES): $lane"; done)
 When a critical-lane hook is selected, the foreground hooks run at nice $YIELD_NICE.
 Hooks listed in scripts/ci/quarantine.txt (with the reason they are not yet trusted) are skipped
 and named loudly at the end, unless --quarantined is given.
@@ -118,7 +124,8 @@ record() {  # record HOOK RC SECONDS [NOTE]
 # --- background lanes: each its own process group (killed with the run), output to logs/ci/ ------
 BG_DIR="$REPO_ROOT/logs/ci"
 declare -A lane_of=()  # background hook -> its lane's PID
-for hook in "${CRITICAL_LANE[@]}" "${YIELDING_LANE[@]}"; do lane_of[$hook]=""; done
+# shellcheck disable=SC2048,SC2086  # a yielding lane is a space-separated list of hooks
+for hook in "${CRITICAL_LANE[@]}" ${YIELDING_LANES[*]}; do lane_of[$hook]=""; done
 bg_pending=()  # the selected background hooks not joined yet, in run order
 for hook in "${hooks[@]}"; do
   [[ -v "lane_of[$hook]" ]] && bg_pending+=("$hook")
@@ -155,7 +162,10 @@ start_lane() {  # start_lane NAME NICE [ENV=VALUE...] -- HOOK...: the selected H
   for hook in "${selected[@]}"; do lane_of[$hook]=$!; done
   log "$name lane started (nice $niceness): ${selected[*]} (one after the other; output in ${BG_DIR#"$REPO_ROOT"/}/)"
 }
-start_lane yielding "$YIELD_NICE" "NGD_LAB_CPU_SHARES=$YIELD_CPU_SHARES" -- "${YIELDING_LANE[@]}" || true
+for lane in "${YIELDING_LANES[@]}"; do
+  # shellcheck disable=SC2086  # a lane is a space-separated list of hooks
+  start_lane yielding "$YIELD_NICE" "NGD_LAB_CPU_SHARES=$YIELD_CPU_SHARES" -- $lane || true
+done
 if start_lane critical 0 -- "${CRITICAL_LANE[@]}"; then
   renice -n "$YIELD_NICE" -p $$ >/dev/null  # the foreground hooks yield to the critical lane
 fi
