@@ -126,7 +126,7 @@ BG_DIR="$REPO_ROOT/logs/ci"
 declare -A lane_of=()  # background hook -> its lane's PID
 # shellcheck disable=SC2048,SC2086  # a yielding lane is a space-separated list of hooks
 for hook in "${CRITICAL_LANE[@]}" ${YIELDING_LANES[*]}; do lane_of[$hook]=""; done
-bg_pending=()  # the selected background hooks not joined yet, in run order
+bg_pending=()  # the selected background hooks, in run order (joined at the end)
 for hook in "${hooks[@]}"; do
   [[ -v "lane_of[$hook]" ]] && bg_pending+=("$hook")
 done
@@ -138,11 +138,11 @@ if ((${#bg_pending[@]})); then
   ensure_docker  # once, before the lanes and the foreground hooks could all start it
   mkdir -p "$BG_DIR"
 fi
-start_lane() {  # start_lane NAME NICE [ENV=VALUE...] -- HOOK...: the selected HOOKs, one after the other
-  local name="$1" niceness="$2" env=() selected=() hook
-  shift 2
-  while [[ "$1" != -- ]]; do env+=("$1"); shift; done
-  shift
+# start_lane NAME NICE CPU_SHARES HOOK...: the selected HOOKs, one after the other (CPU_SHARES:
+# their lab hosts' CPU weight, empty for docker's default); false when none is selected.
+start_lane() {
+  local name="$1" niceness="$2" shares="$3" selected=() hook
+  shift 3
   for hook; do
     [[ " ${bg_pending[*]} " == *" $hook "* ]] || continue
     selected+=("$hook")
@@ -151,7 +151,7 @@ start_lane() {  # start_lane NAME NICE [ENV=VALUE...] -- HOOK...: the selected H
   ((${#selected[@]})) || return 1
   # setsid: a process group of its own, so an interrupted run leaves no hook behind.
   # shellcheck disable=SC2016  # expanded by the inner bash
-  setsid env "${env[@]}" nice -n "$niceness" bash -c 'cd "$1" && dir=$2 && shift 2
+  setsid env ${shares:+"NGD_LAB_CPU_SHARES=$shares"} nice -n "$niceness" bash -c 'cd "$1" && dir=$2 && shift 2
     for hook; do
       name=$(tr / _ <<<"${hook%.sh}") t=$SECONDS rc=0
       bash "$hook" >"$dir/$name.log" 2>&1 || rc=$?
@@ -164,9 +164,9 @@ start_lane() {  # start_lane NAME NICE [ENV=VALUE...] -- HOOK...: the selected H
 }
 for lane in "${YIELDING_LANES[@]}"; do
   # shellcheck disable=SC2086  # a lane is a space-separated list of hooks
-  start_lane yielding "$YIELD_NICE" "NGD_LAB_CPU_SHARES=$YIELD_CPU_SHARES" -- $lane || true
+  start_lane yielding "$YIELD_NICE" "$YIELD_CPU_SHARES" $lane || true
 done
-if start_lane critical 0 -- "${CRITICAL_LANE[@]}"; then
+if start_lane critical 0 "" "${CRITICAL_LANE[@]}"; then
   renice -n "$YIELD_NICE" -p $$ >/dev/null  # the foreground hooks yield to the critical lane
 fi
 bg_join() {  # bg_join HOOK: wait for it, print its output, record it; the wait counts for its stage
@@ -179,11 +179,6 @@ bg_join() {  # bg_join HOOK: wait for it, print its output, record it; the wait 
   stage_secs[$stage]=$(( ${stage_secs[$stage]:-0} + SECONDS - t ))
   record "$hook" "$rc" "$(cat "$(bg_file "$hook" secs)" 2>/dev/null || echo 0)" \
     "(background lane; the run waited $((SECONDS - t))s for it)"
-}
-bg_join_all() {
-  local h
-  for h in "${bg_pending[@]}"; do bg_join "$h"; done
-  bg_pending=()
 }
 
 for hook in "${hooks[@]}"; do
@@ -198,7 +193,7 @@ for hook in "${hooks[@]}"; do
   record "$hook" "$rc" "$((SECONDS - t))"
   if ((${#failed[@]})) && ((fail_fast)); then break; fi
 done
-bg_join_all
+for hook in "${bg_pending[@]}"; do bg_join "$hook"; done
 
 banner "timings"
 printf '%s\n' "${results[@]}"
