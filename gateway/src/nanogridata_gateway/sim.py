@@ -79,6 +79,31 @@ def pacing_tick(rate: float) -> float:
     return min(0.005, max(0.001, 1.0 / rate))
 
 
+class OpenLoopPacer:
+    """What each device owes at a tick of the open-loop sender (sans-IO: the caller passes the
+    clock). A late tick owes the time it missed, so the rate holds over the run; frames that do
+    not divide evenly go round-robin, so no device is favoured."""
+
+    def __init__(self, rate: float, devices: int, start: float) -> None:
+        self.rate = rate
+        self.devices = devices
+        self.last = start
+        self.carry = 0.0
+        self.next_device = 0
+
+    def allot(self, now: float) -> list[int]:
+        self.carry += self.rate * (now - self.last)
+        self.last = now
+        due = int(self.carry)
+        self.carry -= due
+        per, extra = divmod(due, self.devices)
+        counts = [per] * self.devices
+        for k in range(extra):
+            counts[(self.next_device + k) % self.devices] += 1
+        self.next_device = (self.next_device + extra) % self.devices
+        return counts
+
+
 @dataclass
 class SimConfig:
     host: str = "127.0.0.1"
@@ -443,9 +468,7 @@ class Simulator:
             for dev in self.devices:
                 dev.send_new(cfg.window)
         tick = pacing_tick(cfg.rate)
-        carry = 0.0
-        rr = 0
-        last = t0
+        pacer = OpenLoopPacer(cfg.rate, len(self.devices), t0)
         last_retx = t0
         last_stop_check = t0
         while True:
@@ -458,18 +481,8 @@ class Simulator:
                 if os.path.exists(cfg.stop_file):
                     break
             if not self.closed_loop:
-                carry += cfg.rate * (now - last)
-                due = int(carry)
-                carry -= due
-                n = len(self.devices)
-                per, extra = divmod(due, n)
-                if per:
-                    for dev in self.devices:
-                        dev.send_new(per)
-                for k in range(extra):
-                    self.devices[(rr + k) % n].send_new(1)
-                rr = (rr + extra) % n
-            last = now
+                for dev, count in zip(self.devices, pacer.allot(now), strict=True):
+                    dev.send_new(count)
             if now - last_retx >= 0.25:
                 last_retx = now
                 for dev in self.devices:
