@@ -67,6 +67,7 @@ def test_open_loop_pacing_is_smooth() -> None:
 def test_open_loop_pacer_shares_round_robin_and_catches_up() -> None:
     pacer = OpenLoopPacer(2_000, devices=20, start=0.0)
     # 2 frames a millisecond over 20 devices: after 10 ticks each device sent one frame.
+    # (+1e-9: just past each millisecond, whatever the float rounding of k * 0.001)
     shares = [pacer.allot(k * 0.001 + 1e-9) for k in range(1, 11)]
     assert all(sum(s) == 2 and max(s) == 1 for s in shares)
     assert [sum(col) for col in zip(*shares, strict=True)] == [1] * 20

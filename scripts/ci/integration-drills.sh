@@ -11,7 +11,7 @@
 # Bounded load: NGD_DRILL_DEVICES (200) devices sending NGD_DRILL_RATE (1000) frames/s in all from
 # before each fault until the pair is whole again, at least NGD_DRILL_DURATION (12) s per scenario
 # (drill.sh's own default is 20 s; a fault's effect and the healing are measured whatever the floor:
-# 5 s of warm-up, the fault, the pair whole again, 3 s more, ~12,000 frames per scenario).
+# 5 s of warm-up, the fault, the pair whole again, 3 s more; 12,000 frames or more per scenario).
 # NGD_DRILLS="master-stop gateway-kill" runs a subset. Report: table above, JSON under logs/drills/.
 # scripts/test.sh runs it in its critical lane, beside work that yields the CPU (nice, CPU weight).
 set -euo pipefail
