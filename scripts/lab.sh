@@ -384,7 +384,7 @@ COMMAND="${1:-}"
 [[ -n "$COMMAND" ]] || { usage >&2; exit 2; }
 shift
 LAB="${NGD_LAB:-lab}" SUBNET="${NGD_LAB_SUBNET:-}" HOSTS_ARG="" FRESH=0 ALL_LABS=0 ARGS=()
-[[ "${NGD_LAB_CPU_SHARES:-2}" =~ ^[0-9]+$ && "${NGD_LAB_CPU_SHARES:-2}" -ge 2 ]] \
+[[ -z "${NGD_LAB_CPU_SHARES:-}" || ("$NGD_LAB_CPU_SHARES" =~ ^[0-9]+$ && "$NGD_LAB_CPU_SHARES" -ge 2) ]] \
   || die "NGD_LAB_CPU_SHARES='$NGD_LAB_CPU_SHARES' is not a CPU weight: a number >= 2 (docker --cpu-shares; unset: 1024)"
 while (($#)); do
   case "$1" in

@@ -50,6 +50,13 @@ def test_every_frame_acked_and_stored(tmp_path: Path) -> None:
     asyncio.run(scenario())
 
 
+def per_device(allotment: list[tuple[int, int]], devices: int) -> list[int]:
+    counts = [0] * devices
+    for i, count in allotment:
+        counts[i] += count
+    return counts
+
+
 def test_open_loop_pacing_is_smooth() -> None:
     """At a steady rate frames leave every millisecond or so, not in bursts every 5 ms: the
     gateway stamps each frame with its receive time (ms), and a 5 ms tick could fill at most one
@@ -59,7 +66,7 @@ def test_open_loop_pacing_is_smooth() -> None:
     assert pacing_tick(100) == pacing_tick(0) == 0.005
 
     pacer = OpenLoopPacer(10_000, devices=20, start=0.0)
-    per_tick = [sum(pacer.allot(k * 0.001)) for k in range(1, 1001)]
+    per_tick = [sum(per_device(pacer.allot(k * 0.001), 20)) for k in range(1, 1001)]
     assert max(per_tick) <= 11 and min(per_tick) >= 9  # about 10 every millisecond
     assert 9_999 <= sum(per_tick) <= 10_000
 
@@ -68,11 +75,11 @@ def test_open_loop_pacer_shares_round_robin_and_catches_up() -> None:
     pacer = OpenLoopPacer(2_000, devices=20, start=0.0)
     # 2 frames a millisecond over 20 devices: after 10 ticks each device sent one frame.
     # (+1e-9: just past each millisecond, whatever the float rounding of k * 0.001)
-    shares = [pacer.allot(k * 0.001 + 1e-9) for k in range(1, 11)]
+    shares = [per_device(pacer.allot(k * 0.001 + 1e-9), 20) for k in range(1, 11)]
     assert all(sum(s) == 2 and max(s) == 1 for s in shares)
     assert [sum(col) for col in zip(*shares, strict=True)] == [1] * 20
     # A tick 50 ms late owes those 50 ms: the rate holds over the run.
-    assert sum(pacer.allot(0.060 + 1e-9)) == 100
+    assert sum(per_device(pacer.allot(0.060 + 1e-9), 20)) == 100
 
 
 def test_retransmits_after_reconnect_and_gets_duplicate(tmp_path: Path) -> None:
