@@ -99,11 +99,12 @@ for _ in $(seq 1 100); do grep -q endpoint {tmp}/stub.out 2>/dev/null && break; 
 set -u
 ms() {{ echo $(( ($(date +%s%N) - $1) / 1000000 )); }}
 # The floating IP's server, read from the stub with bash's /dev/tcp (a Python start per poll is too slow).
+# The read has a timeout: a stub starved of CPU must cost one poll, not the script's 120 s budget.
 fip_server() {{
   exec 3<>/dev/tcp/{A_IP}/{STUB_PORT} || return 0
   printf 'GET /v1/floating_ips/{FIP_ID} HTTP/1.1\\r\\nHost: stub\\r\\nConnection: close\\r\\n' >&3
   printf 'Authorization: Bearer {token}\\r\\n\\r\\n' >&3
-  sed -n 's/.*"server": \\([0-9]*\\).*/\\1/p' <&3
+  timeout 2 sed -n 's/.*"server": \\([0-9]*\\).*/\\1/p' <&3
   exec 3<&-
 }}
 ip link set lo up
