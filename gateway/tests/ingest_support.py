@@ -139,7 +139,9 @@ class Device:
         self.writer.write(data)
         await self.writer.drain()
 
-    async def acks(self, count: int, timeout: float = 3.0) -> list[Ack]:
+    # Waits below are generous on purpose: they end as soon as the answer comes, and CI runs these
+    # tests starved beside the lab deploy, where a loopback ACK has taken over 0.5 s.
+    async def acks(self, count: int, timeout: float = 10.0) -> list[Ack]:
         """Read exactly `count` ACKs (verified with the device key)."""
         assert self.reader is not None
         out: list[Ack] = []
@@ -166,7 +168,7 @@ class Device:
             return True
         return data == b""
 
-    async def closed_by_peer(self, wait: float = 2.0) -> bool:
+    async def closed_by_peer(self, wait: float = 10.0) -> bool:
         assert self.reader is not None
         try:
             async with asyncio.timeout(wait):

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 from pathlib import Path
 
+from nanogridata_gateway.app import Gateway
 from nanogridata_gateway.sim import OpenLoopPacer, SimConfig, Simulator, exit_code, make_payload, pacing_tick
 
 from ingest_support import SECRET_10, make_config, running_gateway
@@ -24,6 +25,15 @@ def sim_config(port: int, **kw: object) -> SimConfig:
     }
     base.update(kw)
     return SimConfig(**base)  # type: ignore[arg-type]
+
+
+async def until_connected(gw: Gateway, count: int, timeout: float = 10.0) -> None:
+    """Wait until the in-process gateway holds `count` device connections (a starved CI machine can
+    take longer than the simulator's first half second to open them all)."""
+    assert gw.server is not None
+    async with asyncio.timeout(timeout):
+        while len(gw.server.connections) < count:
+            await asyncio.sleep(0.01)
 
 
 def test_payload_profiles_have_exact_sizes() -> None:
@@ -88,13 +98,14 @@ def test_retransmits_after_reconnect_and_gets_duplicate(tmp_path: Path) -> None:
             store.delay_s = 0.2  # frames in flight when the connections drop: their ACKs are lost
 
             async def cut_connections() -> None:
-                await asyncio.sleep(0.5)
+                await until_connected(gw, 20)
+                await asyncio.sleep(0.3)
                 for conn in list(gw.server.connections):
                     assert conn.transport is not None
                     conn.transport.abort()
 
             cutter = asyncio.create_task(cut_connections())
-            report = await Simulator(sim_config(gw.server.port, drain_s=8.0)).run()
+            report = await Simulator(sim_config(gw.server.port, duration_s=2.0, drain_s=8.0)).run()
             await cutter
             assert report["reconnects"] >= 20
             assert report["lost"] == 0 and exit_code(report) == 0
@@ -110,15 +121,16 @@ def test_reports_reconnect_times_from_lost_connection_to_first_ack(tmp_path: Pat
         async with running_gateway(make_config(tmp_path)) as (gw, _store):
 
             async def cut_connections() -> None:
-                await asyncio.sleep(0.5)
-                conns = list(gw.server.connections)
-                assert len(conns) == 20
-                for conn in conns:
+                await until_connected(gw, 20)
+                await asyncio.sleep(0.3)
+                for conn in list(gw.server.connections):
                     assert conn.transport is not None
                     conn.transport.abort()
 
             cutter = asyncio.create_task(cut_connections())
-            report = await Simulator(sim_config(gw.server.port, duration_s=1.5)).run()
+            # An ACK timeout far above any starved loopback ACK: the cut is the only cause of a drop.
+            cfg = sim_config(gw.server.port, duration_s=2.0, ack_timeout_s=5.0)
+            report = await Simulator(cfg).run()
             await cutter
             rc = report["reconnect_ms"]
             # Every device lost its connection once, reconnected and was acknowledged again.
@@ -128,7 +140,9 @@ def test_reports_reconnect_times_from_lost_connection_to_first_ack(tmp_path: Pat
             # and being served again (first ACK) comes after TCP is connected again.
             assert 25.0 <= rc["tcp_p50"] <= rc["p50"] <= rc["p99"] <= rc["max"]
             assert rc["tcp_p99"] <= rc["p99"]
-            assert rc["max"] < 1000.0  # a local gateway serves again well within a second
+            # Back-off starts at 25-75 ms: not the 2 s cap, nor the ACK timeout (idle: ~0.1 s; the
+            # bound leaves room for a starved CI machine).
+            assert rc["max"] < 3000.0
 
     asyncio.run(scenario())
 
@@ -138,7 +152,8 @@ def test_reconnect_time_includes_time_the_gateway_is_unreachable(tmp_path: Path)
         async with running_gateway(make_config(tmp_path)) as (gw, store):
 
             async def outage() -> None:
-                await asyncio.sleep(0.5)
+                await until_connected(gw, 5)
+                await asyncio.sleep(0.3)
                 store.full = True  # every frame answered BUSY: connected, but not served
                 for conn in list(gw.server.connections):
                     assert conn.transport is not None
@@ -150,9 +165,11 @@ def test_reconnect_time_includes_time_the_gateway_is_unreachable(tmp_path: Path)
             report = await Simulator(sim_config(gw.server.port, devices=5, rate=100.0, duration_s=2.0)).run()
             await task
             rc = report["reconnect_ms"]
-            assert rc["count"] == 5 and rc["never_reacked"] == 0 and report["lost"] == 0
-            # TCP came back quickly; the first ACK only after the store accepted again (>= 0.6 s).
-            assert rc["tcp_p99"] < 500.0
+            # Each device at least once (a starved ACK past the 0.5 s timeout is one more drop).
+            assert rc["count"] >= 5 and report["reconnects"] >= 5
+            assert rc["never_reacked"] == 0 and report["lost"] == 0
+            # TCP came back first; the first ACK only after the store accepted again (>= 0.6 s).
+            assert rc["tcp_p50"] < rc["p50"]
             assert rc["p50"] >= 600.0
 
     asyncio.run(scenario())
@@ -170,7 +187,9 @@ def test_stop_file_ends_sending_early(tmp_path: Path) -> None:
             task = asyncio.create_task(stop_soon())
             report = await Simulator(sim_config(gw.server.port, duration_s=30.0, stop_file=str(stop))).run()
             await task
-            assert 0.5 <= report["send_phase_s"] < 2.0  # not the 30 s of --duration
+            # Not the 30 s of --duration. (The phase starts once the devices are connected, so it
+            # can be shorter than the half second before the stop file.)
+            assert 0 < report["send_phase_s"] < 15.0
             assert report["sent"] > 0 and report["lost"] == 0 and report["acked"] == report["sent"]
 
     asyncio.run(scenario())
@@ -195,6 +214,7 @@ def test_a_connection_without_acks_is_dropped_and_its_frames_resent(tmp_path: Pa
     async def scenario() -> None:
         async with running_gateway(make_config(tmp_path)) as (gw, store):
             accepted = 0
+            silent_dropped = 0  # unanswered connections the device closed
 
             async def pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
                 with contextlib.suppress(ConnectionError):
@@ -204,11 +224,13 @@ def test_a_connection_without_acks_is_dropped_and_its_frames_resent(tmp_path: Pa
                 writer.close()
 
             async def front(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-                nonlocal accepted
+                nonlocal accepted, silent_dropped
                 accepted += 1
                 if accepted <= 5:  # each device's first connection: read, never answer
-                    while await reader.read(65536):
-                        pass
+                    with contextlib.suppress(ConnectionError):
+                        while await reader.read(65536):
+                            pass
+                    silent_dropped += 1
                     return
                 up_reader, up_writer = await asyncio.open_connection("127.0.0.1", gw.server.port)
                 await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
@@ -219,10 +241,13 @@ def test_a_connection_without_acks_is_dropped_and_its_frames_resent(tmp_path: Pa
                 cfg = sim_config(port, devices=5, rate=50.0, duration_s=1.5, connect_concurrency=5)
                 report = await Simulator(cfg).run()
             assert report["lost"] == 0 and exit_code(report) == 0
-            assert report["ack_timeouts"] == 5 and report["reconnects"] == 5
+            assert silent_dropped == 5  # every device gave up on its unanswered connection
+            # At least those 5. A starved machine (CI runs this beside the lab) can also delay an ACK
+            # on a good connection past the 0.5 s timeout: that is one more drop, still no loss.
+            assert report["ack_timeouts"] >= 5 and report["reconnects"] >= 5
             assert report["retransmits"] > 0 and report["acked"] == report["sent"] == len(store.records)
             rc = report["reconnect_ms"]
             # Not served from the unanswered frame's write until the first ACK on the new connection.
-            assert rc["count"] == 5 and rc["p50"] >= 500.0
+            assert rc["count"] >= 5 and rc["p50"] >= 500.0
 
     asyncio.run(scenario())

@@ -49,7 +49,7 @@ curl -fsS -m 5 --data-binary 'nanogridata_0x10,device=ci-device-1,model=0x10 tem
   "http://127.0.0.1:$vm_port/write" || die "writing a sample point to victoria-metrics failed"
 curl -fsS -m 5 "http://127.0.0.1:$vm_port/internal/force_flush" >/dev/null || true
 searchable=0
-for ((i = 0; i < 50; i++)); do  # new series become searchable after a moment
+for ((i = 0; i < 150; i++)); do  # new series become searchable after a moment (30 s: CI is busy)
   if curl -fsS -m 2 -G --data-urlencode 'query=nanogridata_0x10_temperature' \
     "http://127.0.0.1:$vm_port/api/v1/query" 2>/dev/null | grep -q ci-device-1; then
     searchable=1; break

