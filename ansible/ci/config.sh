@@ -7,7 +7,7 @@
 #   ./scripts/test.sh --component ansible --stage config
 set -euo pipefail
 # shellcheck source=SCRIPTDIR/../../scripts/lib/common.sh
-source "$REPO_ROOT/scripts/lib/common.sh"
+source "${REPO_ROOT:-$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)}/scripts/lib/common.sh"
 
 case "${1:-}" in
   -h|--help) sed -n '2,7p' "$0"; exit 0 ;;

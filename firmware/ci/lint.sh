@@ -3,7 +3,8 @@
 # ShellCheck on the firmware scripts.
 set -euo pipefail
 # shellcheck source=../../scripts/lib/common.sh
-source "$REPO_ROOT/scripts/lib/common.sh"
+source "${REPO_ROOT:-$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)}/scripts/lib/common.sh"
+help_from_header "$@"
 
 ensure_apt cmake clang cppcheck shellcheck libmbedtls-dev
 FW="$REPO_ROOT/firmware"

@@ -3,7 +3,8 @@
 # under AddressSanitizer + UBSan, then a short bounded libFuzzer run of the ACK parser.
 set -euo pipefail
 # shellcheck source=../../scripts/lib/common.sh
-source "$REPO_ROOT/scripts/lib/common.sh"
+source "${REPO_ROOT:-$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)}/scripts/lib/common.sh"
+help_from_header "$@"
 
 ensure_apt cmake libmbedtls-dev clang libclang-rt-14-dev
 FW="$REPO_ROOT/firmware"

@@ -4,7 +4,7 @@
 # vectors must match their generator.
 set -euo pipefail
 # shellcheck source=/dev/null  # common.sh lives at the repository root, checked on its own
-source "$REPO_ROOT/scripts/lib/common.sh"
+source "${REPO_ROOT:-$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)}/scripts/lib/common.sh"
 
 usage() { echo "Usage: ${0##*/}   (run by ./scripts/test.sh --component gateway --stage config)"; }
 [[ "${1:-}" == "-h" || "${1:-}" == "--help" ]] && { usage; exit 0; }

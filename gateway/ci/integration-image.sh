@@ -18,7 +18,7 @@ USAGE
 
 REPO_ROOT="${REPO_ROOT:-$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)}"
 # shellcheck source=/dev/null  # common.sh lives at the repository root, checked on its own
-source "$REPO_ROOT/scripts/lib/common.sh"
+source "${REPO_ROOT:-$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)}/scripts/lib/common.sh"
 # shellcheck source=/dev/null  # ops_port: the one reader of ports.yml for scripts
 source "$REPO_ROOT/scripts/ops/lib.sh"
 

@@ -17,7 +17,7 @@ USAGE
 
 REPO_ROOT="${REPO_ROOT:-$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)}"
 # shellcheck source=/dev/null  # common.sh lives at the repository root, checked on its own
-source "$REPO_ROOT/scripts/lib/common.sh"
+source "${REPO_ROOT:-$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)}/scripts/lib/common.sh"
 
 require_cmd pytest "the tool venv provides it (gateway[dev])"
 ensure_apt victoria-metrics

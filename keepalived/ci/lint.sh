@@ -4,7 +4,7 @@
 # over these hooks.
 set -euo pipefail
 # shellcheck source=/dev/null  # common.sh lives at the repository root, checked on its own
-source "$REPO_ROOT/scripts/lib/common.sh"
+source "${REPO_ROOT:-$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)}/scripts/lib/common.sh"
 
 usage() { echo "Usage: ${0##*/}   (run by ./scripts/test.sh --component keepalived --stage lint)"; }
 [[ "${1:-}" == "-h" || "${1:-}" == "--help" ]] && { usage; exit 0; }

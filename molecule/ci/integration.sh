@@ -7,7 +7,7 @@
 #   NGD_MOLECULE_SCENARIOS="firewall keepalived" (or "all") bash molecule/ci/integration.sh
 set -euo pipefail
 # shellcheck source=SCRIPTDIR/../../scripts/lib/common.sh
-source "$REPO_ROOT/scripts/lib/common.sh"
+source "${REPO_ROOT:-$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)}/scripts/lib/common.sh"
 
 ALL_SCENARIOS=(firewall nginx_stream keepalived gateway monitoring ha-pair)
 # CI runs the scenarios that together converge every role of site.yml, each with idempotence and

@@ -15,7 +15,8 @@
 # NGD_DEPLOY_CI_DOWN=1. NGD_DEPLOY_CI_FRESH=1 starts from `lab.sh down` (a cold deploy).
 set -euo pipefail
 export NGD_LAB="${NGD_DEPLOY_CI_LAB:-deploy}" NGD_LAB_SUBNET="${NGD_DEPLOY_CI_SUBNET:-172.30.59.0/24}"
-source "$REPO_ROOT/scripts/lib/common.sh"
+source "${REPO_ROOT:-$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)}/scripts/lib/common.sh"
+help_from_header "$@"
 source "$REPO_ROOT/scripts/ops/lib.sh"
 cd "$REPO_ROOT"
 

@@ -19,7 +19,7 @@ if [[ "${1:-}" == -h || "${1:-}" == --help ]]; then
   sed -n '2,16p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
   exit 0
 fi
-source "$REPO_ROOT/scripts/lib/common.sh"
+source "${REPO_ROOT:-$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)}/scripts/lib/common.sh"
 cd "$REPO_ROOT"
 
 export NGD_LAB="${NGD_LAB:-deploy}"

@@ -8,7 +8,8 @@
 #   - 'up' twice keeps the hosts; 'down' removes ours and nothing else.
 # Uses its own lab "ci" on 172.30.60.0/24 so it never touches the lab "lab" or a scenario's.
 set -euo pipefail
-source "$REPO_ROOT/scripts/lib/common.sh"
+source "${REPO_ROOT:-$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)}/scripts/lib/common.sh"
+help_from_header "$@"
 cd "$REPO_ROOT"
 
 export NGD_LAB=ci NGD_LAB_SUBNET=172.30.60.0/24

@@ -2,7 +2,8 @@
 # Lint hook of the failover drills (scripts/drills): ruff and mypy --strict over their Python.
 # ShellCheck of scripts/drill.sh and scripts/ci/*-drills.sh is done by scripts/ci/lint.sh.
 set -euo pipefail
-source "$REPO_ROOT/scripts/lib/common.sh"
+source "${REPO_ROOT:-$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)}/scripts/lib/common.sh"
+help_from_header "$@"
 cd "$REPO_ROOT"
 
 ruff check --quiet --target-version py311 --line-length 100 --select E,F,W,I,B,UP,N,SIM,RUF scripts/drills \

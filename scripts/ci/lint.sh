@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # Lint hook of the scripts component, repository-wide for shell and YAML:
 #   ShellCheck on every *.sh of the repository (and extension-less bash entry points),
+#   --help on every entry point,
 #   yamllint over every YAML file (root .yamllint), ruff + mypy over the scripts' Python,
 #   ansible-lint over the shared molecule playbooks.
 set -euo pipefail
-source "$REPO_ROOT/scripts/lib/common.sh"
+source "${REPO_ROOT:-$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)}/scripts/lib/common.sh"
+help_from_header "$@"
 cd "$REPO_ROOT"
 
 ensure_apt shellcheck
@@ -21,6 +23,20 @@ mapfile -t shell_files < <(
 ((${#shell_files[@]})) || die "no shell scripts found: wrong directory?"
 log "shellcheck: ${#shell_files[@]} files"
 shellcheck -x -P SCRIPTDIR "${shell_files[@]}" || die "shellcheck found problems (above)"
+
+# --help on every entry point (a file with a shebang; sourced libraries have none), answered
+# without REPO_ROOT and without doing anything. Checked in the source first, so a script that
+# would ignore --help and run for real (a deploy) is never started here. Exempt: .ci/run (calls
+# the test command and nothing else) and the image recipe's setup-rootfs.sh (an edit rebuilds it).
+log "--help: every entry point answers it"
+for f in "${shell_files[@]}"; do
+  head -c 2 "$f" | grep -q '^#!' || continue
+  case "$f" in ./.ci/run | ./scripts/lab/image/setup-rootfs.sh) continue ;; esac
+  grep -q -e '--help' -e 'help_from_header' "$f" \
+    || die "$f has no --help: add 'help_from_header \"\$@\"' after sourcing scripts/lib/common.sh"
+  env -u REPO_ROOT timeout 20 "$(head -1 "$f" | grep -q bash && echo bash || echo sh)" "$f" --help \
+    </dev/null >/dev/null 2>&1 || die "$f --help failed (run it to see why)"
+done
 
 log "yamllint: every YAML file (config .yamllint)"
 yamllint -f parsable . >"${TMPDIR:-/tmp}/ngd-yamllint.$$" || {

@@ -3,7 +3,8 @@
 # refusals (dirty input, missing token/vault, critical alert, production confirmation), checksum
 # refusal of restore, git describe -> PEP 440. No Docker, no cloud. Also lints scripts/ops Python.
 set -euo pipefail
-source "$REPO_ROOT/scripts/lib/common.sh"
+source "${REPO_ROOT:-$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)}/scripts/lib/common.sh"
+help_from_header "$@"
 cd "$REPO_ROOT"
 py=(scripts/ops/*.py scripts/ops/tests/*.py)
 ruff format --check --quiet --line-length 110 "${py[@]}" || die "ruff format: run ruff format --line-length 110 scripts/ops"

@@ -30,6 +30,14 @@ warn() { printf '%s [%s] %sWARNING:%s %s\n' "$(elapsed)" "${0##*/}" "$C_YEL" "$C
 die()  { printf '%s [%s] %sERROR:%s %s\n' "$(elapsed)" "${0##*/}" "$C_RED" "$C_OFF" "$*" >&2; exit 1; }
 banner() { printf '\n%s==== %s ====%s\n' "$C_BLD" "$*" "$C_OFF"; }
 
+# `help_from_header "$@"`: on -h/--help, print the calling script's header comment (what it does
+# and how it is run) and exit 0; otherwise do nothing. For the stage hooks, whose header is the doc.
+help_from_header() {
+  [[ "${1:-}" == -h || "${1:-}" == --help ]] || return 0
+  awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"
+  exit 0
+}
+
 # Run a command as root: directly when we are root, through sudo otherwise.
 as_root() { if [[ $EUID -eq 0 ]]; then "$@"; else sudo "$@"; fi; }
 
