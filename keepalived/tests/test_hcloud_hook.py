@@ -62,7 +62,7 @@ def test_locked_by_a_running_action_is_retried(stub, make_env, run, token) -> No
     make_env("hcloud", hcloud={"endpoint": stub.endpoint})
     import requests
 
-    stub.set_action_seconds(2.0)  # long enough to still run when notify (slow start on a busy box) asks
+    stub.set_action_seconds(4.0)  # long enough to still run when notify (slow start on a busy box) asks
     stub.force_assign(FIP_ID, None)
     first = requests.post(
         f"{stub.endpoint}/floating_ips/{FIP_ID}/actions/assign",
@@ -82,7 +82,8 @@ def test_retries_are_bounded_by_the_deadline(stub, make_env, run) -> None:
     stub.inject("assign", 503, times=10_000)
     result = run("INSTANCE", "VI_1", "MASTER")
     assert result.code == 1
-    assert result.seconds < 1.5 + 2.0  # deadline plus slack for a loaded machine
+    # deadline plus slack: CI runs this starved beside the lab deploy (unbounded would be ~10,000 tries)
+    assert result.seconds < 1.5 + 5.0
     assert "gave up" in result.logs[-1]["error"] and "hcloud.deadline_seconds" in result.logs[-1]["error"]
     assert env.metrics().provider_errors == {"hcloud": 1}
     assert env.metrics().state == 2  # the state metric still says MASTER: keepalived decided that

@@ -65,6 +65,7 @@ def test_unknown_floating_ip_is_404_not_found(stub: HcloudStub, token: str) -> N
 
 
 def test_assign_action_is_asynchronous(stub: HcloudStub, token: str) -> None:
+    stub.set_action_seconds(2.0)  # runs long enough for the checks below on a starved CI machine
     answer = post(stub, f"/floating_ips/{FIP_ID}/actions/assign", token, {"server": GW_A})
     assert answer.status_code == 201
     action = answer.json()["action"]
@@ -76,8 +77,10 @@ def test_assign_action_is_asynchronous(stub: HcloudStub, token: str) -> None:
     # a second assign while the first runs: 423 locked
     second = post(stub, f"/floating_ips/{FIP_ID}/actions/assign", token, {"server": GW_A})
     assert second.status_code == 423 and second.json()["error"]["code"] == "locked"
-    time.sleep(0.25)
-    done = get(stub, f"/actions/{action['id']}", token).json()["action"]
+    deadline = time.monotonic() + 10
+    while (done := get(stub, f"/actions/{action['id']}", token).json()["action"])["status"] == "running":
+        assert time.monotonic() < deadline, done
+        time.sleep(0.1)
     assert done["status"] == "success" and done["progress"] == 100 and done["finished"] is not None
     assert stub.assigned_server(FIP_ID) == GW_A
     again = post(stub, f"/floating_ips/{FIP_ID}/actions/assign", token, {"server": GW_A})
