@@ -110,7 +110,10 @@ def delivery_raw(tmp: Path, sinks: dict[str, dict[str, Any]], **extra: Any) -> d
 
 class Collector:
     """JSON collector: answers `status` (200 by default); records whose deviceId is in
-    `poison_devices` make the request fail with 400 (the sink must isolate them)."""
+    `poison_devices` make the request fail with 400 (the sink must isolate them). With `redirect`
+    set it answers that 3xx to every POST, pointing at a URL whose GET answers 200 (what a
+    moved collector behind a load balancer does); `gets` counts those GETs. A body that is not
+    JSON (influx_line) is kept as text lines in `lines`."""
 
     def __init__(self) -> None:
         self.port = free_port()
@@ -118,7 +121,10 @@ class Collector:
         self.status = 200
         self.delay_s = 0.0
         self.poison_devices: set[int] = set()
+        self.redirect: int | None = None
+        self.gets = 0
         self.records: list[dict[str, Any]] = []
+        self.lines: list[str] = []
         self.requests = 0
         self.headers: list[dict[str, str]] = []
         self._lock = threading.Lock()
@@ -128,25 +134,44 @@ class Collector:
             def log_message(self, format: str, *args: Any) -> None:
                 return
 
+            def do_GET(self) -> None:
+                with collector._lock:
+                    collector.gets += 1
+                self._answer(200, b"ok")
+
+            def _answer(self, status: int, payload: bytes, location: str | None = None) -> None:
+                self.send_response(status)
+                if location is not None:
+                    self.send_header("Location", location)
+                self.send_header("Content-Length", str(len(payload)))
+                self.end_headers()
+                self.wfile.write(payload)
+
             def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
                 with collector._lock:
                     collector.requests += 1
                     collector.headers.append(dict(self.headers.items()))
+                if collector.redirect is not None:
+                    self._answer(collector.redirect, b"moved", f"http://127.0.0.1:{collector.port}/moved")
+                    return
                 if collector.delay_s:
                     time.sleep(collector.delay_s)
                 status = collector.status
+                if not self.headers.get("Content-Type", "").startswith("application/json"):
+                    # influx_line: one line per record, kept as text
+                    if status == 200:
+                        with collector._lock:
+                            collector.lines.extend(body.decode().splitlines())
+                    self._answer(status, b"ok")
+                    return
                 records = json.loads(body) if status == 200 else []
                 if any(r["deviceId"] in collector.poison_devices for r in records):
                     status = 400
                 if status == 200:
                     with collector._lock:
                         collector.records.extend(records)
-                payload = b"bad record" if status == 400 else b"ok"
-                self.send_response(status)
-                self.send_header("Content-Length", str(len(payload)))
-                self.end_headers()
-                self.wfile.write(payload)
+                self._answer(status, b"bad record" if status == 400 else b"ok")
 
         self._server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
         self._server.daemon_threads = True

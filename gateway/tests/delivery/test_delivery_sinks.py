@@ -7,13 +7,16 @@ import json
 from pathlib import Path
 
 import cbor2
+import pytest
 from prometheus_client import CollectorRegistry
 
 from nanogridata_gateway.delivery import DeliveryStore, open_store
 from nanogridata_gateway.delivery_config import parse_delivery_config
 from nanogridata_gateway.records import Record
 from nanogridata_gateway.replay import ReplayWindows
+from nanogridata_gateway.sinks.base import PermanentError, RetryableError
 from nanogridata_gateway.sinks.formats import influx_line, json_record
+from nanogridata_gateway.sinks.http import classify_status
 
 from conftest import Collector, delivery_raw, free_port, make_record, metric, wait_for
 
@@ -156,6 +159,64 @@ def test_timeouts_and_refused_connections_are_classified_and_retried(
         await store.close()
 
     asyncio.run(run())
+
+
+@pytest.mark.parametrize("sink_type", ["http_json", "influx_line"])
+@pytest.mark.parametrize("redirect", [301, 302, 303, 307, 308])
+def test_a_redirecting_collector_keeps_the_records_until_a_real_2xx(
+    tmp_path: Path, collector: Collector, sink_type: str, redirect: int
+) -> None:
+    # A followed 30x turns the POST into a GET whose 200 would confirm data nobody stored.
+    collector.redirect = redirect
+    sink = {"type": sink_type, "url": collector.url, "retry_initial_ms": 20, "retry_max_ms": 50}
+    raw = delivery_raw(tmp_path, {"alba": sink})
+
+    async def run() -> None:
+        store, registry = _store(raw)
+        await store.start()
+        await asyncio.gather(*(store.append(make_record(seq)) for seq in range(20)))
+        errors = {"sink": "alba", "class": "http_3xx"}
+        await wait_for(lambda: metric(registry, "nanogridata_sink_errors_total", **errors) >= 3, 20, "3xx")
+        assert store.spool.record_count == 20
+        assert metric(registry, "nanogridata_sink_records_delivered_total", sink="alba") == 0
+        assert collector.gets == 0
+        collector.redirect = None
+        await wait_for(lambda: store.spool.record_count == 0, 30, "spool to drain")
+        assert metric(registry, "nanogridata_sink_records_delivered_total", sink="alba") == 20
+        await store.close()
+
+    asyncio.run(run())
+    assert len(collector.records) + len(collector.lines) == 20
+
+
+@pytest.mark.parametrize(
+    ("status", "expected"),
+    [
+        (200, None),
+        (204, None),
+        (301, "http_3xx"),
+        (304, "http_3xx"),
+        (308, "http_3xx"),
+        (400, "permanent"),
+        (404, "permanent"),
+        (408, "http_4xx"),
+        (429, "http_4xx"),
+        (500, "http_5xx"),
+        (503, "http_5xx"),
+        (102, "http_other"),
+        (600, "http_other"),
+    ],
+)
+def test_every_status_is_classified_and_only_2xx_is_delivered(status: int, expected: str | None) -> None:
+    error = classify_status(status, "detail", "http://elsewhere/x")
+    if expected is None:
+        assert error is None
+    elif expected == "permanent":
+        assert isinstance(error, PermanentError) and error.status == status
+    else:
+        assert isinstance(error, RetryableError) and error.error_class == expected
+    if expected == "http_3xx":
+        assert "http://elsewhere/x" in str(error)
 
 
 def test_influx_line_protocol() -> None:

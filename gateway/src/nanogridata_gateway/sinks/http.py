@@ -11,6 +11,23 @@ from .base import PermanentError, RetryableError
 RETRYABLE_4XX = frozenset({408, 425, 429})
 
 
+def classify_status(status: int, detail: str, location: str | None = None) -> Exception | None:
+    """The outcome of one answer: None when the collector took the batch (2xx only), else the
+    error to raise. A redirect is never followed: a followed POST turns into a GET whose 200 would
+    confirm data the collector never received, so a 3xx is kept and retried, naming its target."""
+    if 200 <= status < 300:
+        return None
+    if 300 <= status < 400:
+        return RetryableError("http_3xx", f"HTTP {status} redirect to {location or '(no Location)'}")
+    if 400 <= status < 500:
+        if status in RETRYABLE_4XX:
+            return RetryableError("http_4xx", f"HTTP {status}: {detail}")
+        return PermanentError("http_4xx", status, detail)
+    if 500 <= status < 600:
+        return RetryableError("http_5xx", f"HTTP {status}: {detail}")
+    return RetryableError("http_other", f"HTTP {status}: {detail}")
+
+
 class HttpPoster:
     def __init__(self, config: SinkConfig, content_type: str) -> None:
         self._url = config.url
@@ -29,11 +46,14 @@ class HttpPoster:
     async def post(self, body: bytes, extra_headers: dict[str, str] | None = None) -> None:
         headers = self._headers if not extra_headers else {**self._headers, **extra_headers}
         try:
-            async with self._get_session().post(self._url, data=body, headers=headers) as response:
+            async with self._get_session().post(
+                self._url, data=body, headers=headers, allow_redirects=False
+            ) as response:
                 status = response.status
                 if 200 <= status < 300:
                     await response.read()
                     return
+                location = response.headers.get("Location")
                 detail = (await response.text(errors="replace"))[:500]
         except TimeoutError as exc:
             raise RetryableError("timeout", f"no answer within {self._timeout.total}s") from exc
@@ -41,12 +61,9 @@ class HttpPoster:
             raise RetryableError("connect", f"{type(exc).__name__}: {exc}") from exc
         except OSError as exc:
             raise RetryableError("connect", str(exc)) from exc
-        if 400 <= status < 500:
-            if status in RETRYABLE_4XX:
-                raise RetryableError("http_4xx", f"HTTP {status}: {detail}")
-            raise PermanentError("http_4xx", status, detail)
-        # 5xx, and anything unexpected (3xx): keep the data and try again.
-        raise RetryableError("http_5xx", f"HTTP {status}: {detail}")
+        error = classify_status(status, detail, location)
+        if error is not None:
+            raise error
 
     async def close(self) -> None:
         if self._session is not None:
