@@ -13,7 +13,8 @@ LAB_OTHER_SUBNET=172.30.54.0/24       # any other lab name (molecule scenarios, 
 LAB_VIP_OCTET=100
 LAB_BOOT_TIMEOUT=90
 
-# Container settings verified on this machine (../shared/lab-notes.md): --privileged fails here.
+# --privileged fails in unprivileged sandboxes ("unable to apply caps": no CAP_SYS_RESOURCE); this
+# is the smallest set with which systemd reaches `running` in a container.
 LAB_RUN_ARGS=(
   --cap-add SYS_ADMIN --cap-add NET_ADMIN --cap-add NET_RAW --cap-add SYS_PTRACE
   --security-opt seccomp=unconfined --cgroupns=host

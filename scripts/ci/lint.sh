@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Lint hook of the scripts component, repository-wide for shell and YAML:
 #   ShellCheck on every *.sh of the repository (and extension-less bash entry points),
-#   --help on every entry point,
+#   --help on every entry point, no reference to files outside the repository,
 #   yamllint over every YAML file (root .yamllint), ruff + mypy over the scripts' Python,
 #   ansible-lint over the shared molecule playbooks.
 set -euo pipefail
@@ -37,6 +37,12 @@ for f in "${shell_files[@]}"; do
   env -u REPO_ROOT timeout 20 "$(head -1 "$f" | grep -q bash && echo bash || echo sh)" "$f" --help \
     </dev/null >/dev/null 2>&1 || die "$f --help failed (run it to see why)"
 done
+
+# The repository stands alone: what a user clones must not point at files only its authors have.
+log "no file refers to a path outside the repository"
+if git grep -n -I -E '(\.\./)+shared/lab-notes|lab-notes\.md' -- . ':!scripts/ci/lint.sh'; then
+  die "the files above refer to notes outside the repository: state the fact itself instead"
+fi
 
 log "yamllint: every YAML file (config .yamllint)"
 yamllint -f parsable . >"${TMPDIR:-/tmp}/ngd-yamllint.$$" || {
