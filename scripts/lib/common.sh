@@ -50,13 +50,18 @@ ensure_apt() {
   done
   ((${#missing[@]})) || return 0
   log "installing Debian packages: ${missing[*]}"
-  if [[ -z "$_NGD_APT_UPDATED" ]]; then
-    as_root apt-get -o DPkg::Lock::Timeout=600 update -qq >/dev/null || die "apt-get update failed"
-    _NGD_APT_UPDATED=1
-  fi
-  # Several hooks may install at once on one machine: wait for dpkg's lock instead of failing.
-  as_root env DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 install -y -qq \
-    --no-install-recommends "${missing[@]}" >/dev/null || die "apt-get install ${missing[*]} failed"
+  # Several hooks may install at once on one machine. DPkg::Lock::Timeout makes apt wait for
+  # dpkg's lock, but `apt-get update` fails at once on the package lists' lock: our own installs
+  # take turns on a lock of ours, and apt still waits for anyone else's.
+  (
+    flock -w 900 9 || die "timed out waiting for another apt-get of ours"
+    if [[ -z "$_NGD_APT_UPDATED" ]]; then
+      as_root apt-get -o DPkg::Lock::Timeout=600 update -qq >/dev/null || die "apt-get update failed"
+    fi
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 install -y -qq \
+      --no-install-recommends "${missing[@]}" >/dev/null || die "apt-get install ${missing[*]} failed"
+  ) 9>"$NGD_CACHE/.apt.lock" || die "could not install ${missing[*]} (above)"
+  _NGD_APT_UPDATED=1
 }
 
 # require_cmd CMD [HINT]: fail with a clear reason when a command is missing.
