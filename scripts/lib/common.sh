@@ -52,7 +52,7 @@ ensure_apt() {
   log "installing Debian packages: ${missing[*]}"
   # Several hooks may install at once on one machine. DPkg::Lock::Timeout makes apt wait for
   # dpkg's lock, but `apt-get update` fails at once on the package lists' lock: our own installs
-  # take turns on a lock of ours, and apt still waits for anyone else's.
+  # take turns on a lock of ours.
   (
     flock -w 900 9 || die "timed out waiting for another apt-get of ours"
     if [[ -z "$_NGD_APT_UPDATED" ]]; then
