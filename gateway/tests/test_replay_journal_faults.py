@@ -114,6 +114,23 @@ def test_guard_keeps_marks_in_memory_and_repairs_when_the_disk_frees(tmp_path: P
     guard.close()
 
 
+def test_a_full_disk_at_start_loads_the_state_and_starts_unwritable(tmp_path: Path, disk: FullDisk) -> None:
+    first = PersistentReplayGuard(tmp_path)
+    first.mark(0x10, 1, 5)
+    first.flush()  # no close(): as if the process were killed now
+    disk.full = True
+    guard = PersistentReplayGuard(tmp_path)  # does not raise: a full disk is not a config error
+    assert not guard.writable and guard.seen(0x10, 1, 5)
+    guard.mark(0x10, 1, 6)
+    disk.full = False
+    assert guard.repair()
+    guard.close()
+    again = PersistentReplayGuard(tmp_path)
+    assert again.seen(0x10, 1, 5) and again.seen(0x10, 1, 6) and not again.seen(0x10, 1, 7)
+    again.close()
+    first.close()
+
+
 def test_close_on_a_full_disk_logs_instead_of_raising(
     tmp_path: Path, disk: FullDisk, caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -15,6 +15,7 @@ server) reports `writable` on /ready and retries `repair()`.
 from __future__ import annotations
 
 import contextlib
+import errno
 import logging
 import os
 import struct
@@ -28,6 +29,7 @@ _SNAPSHOT_REC: Final = struct.Struct(">BIIQ")  # model, device, top, bitmap
 _SNAPSHOT_MAGIC: Final = b"NGDRPL1\n"
 
 log = logging.getLogger("nanogridata.replay")
+_DISK_FULL: Final = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG})
 
 
 class ReplayWindows:
@@ -84,14 +86,22 @@ class PersistentReplayGuard(ReplayWindows):
         self._journal_path = self._dir / "replay.journal"
         self._compact_bytes = compact_bytes
         self._pending = bytearray()
-        self._load()
-        self._compact()
-        self._fd = self._open_journal()
         self._journal_size = 0
         self._unsynced = False
         self._syncing = False
         self.writable = True  # False from a failed write/fsync until repair() succeeded
         self.write_errors = 0
+        self._load()
+        self._fd = -1
+        try:
+            self._compact()
+            self._fd = self._open_journal()
+        except OSError as exc:
+            if exc.errno not in _DISK_FULL:
+                raise  # permissions, a missing mount...: a deployment error, refuse to start
+            # A full disk at start: the state is loaded, the files on disk are still consistent;
+            # start not ready and let repair() write the snapshot once there is room.
+            self._failed("snapshot at start", exc)
 
     def _load(self) -> None:
         if self._snapshot.exists():
