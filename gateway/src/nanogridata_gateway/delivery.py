@@ -83,7 +83,7 @@ class DeliveryStore:
             worker.start()
         if self.peer is not None:
             await self.peer.start()
-        self._collector = asyncio.get_running_loop().create_task(self._collect_loop(), name="spool-collector")
+        self._collector = self.spool.supervisor.spawn("spool-collector", self._collect_loop)
 
     async def append(self, record: Record) -> None:
         """Durable once this returns (raises StoreFull at the spool's byte or age limit)."""

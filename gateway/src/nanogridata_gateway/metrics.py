@@ -10,6 +10,7 @@ from __future__ import annotations
 import platform
 from bisect import bisect_left
 from collections.abc import Callable, Iterator
+from typing import Protocol
 
 from prometheus_client import CollectorRegistry
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
@@ -49,6 +50,13 @@ class FastHistogram:
         return HistogramMetricFamily(name, doc, buckets=buckets, sum_value=self.sum)
 
 
+class JournalHealth(Protocol):
+    """What the metrics read from the replay journal (replay.PersistentReplayGuard)."""
+
+    writable: bool
+    write_errors: int
+
+
 def model_label(model_id: int) -> str:
     return f"0x{model_id:02x}"
 
@@ -73,6 +81,7 @@ class IngestMetrics(Collector):
         self.processing = FastHistogram(PROCESSING_BUCKETS)
         self.ack_latency = FastHistogram(ACK_BUCKETS)
         self.ready_probe: Callable[[], bool] | None = None  # refreshes `ready` at scrape time
+        self.replay_journal: JournalHealth | None = None  # set by the server when it has one
         self.registry.register(self)
 
     # --- frame path -------------------------------------------------------------------------------
@@ -109,6 +118,18 @@ class IngestMetrics(Collector):
             "nanogridata_ready", "1 when the gateway can accept and durably store frames", value=self.ready
         )
         yield GaugeMetricFamily("nanogridata_draining", "1 while a drain is in progress", value=self.draining)
+        journal = self.replay_journal
+        if journal is not None:
+            yield GaugeMetricFamily(
+                "nanogridata_replay_journal_writable",
+                "1 while replay marks reach the journal; 0 after a write/fsync error until repaired",
+                value=1 if journal.writable else 0,
+            )
+            yield CounterMetricFamily(
+                "nanogridata_replay_journal_errors",
+                "Failed replay journal writes, fsyncs and snapshot attempts",
+                value=journal.write_errors,
+            )
         yield GaugeMetricFamily(
             "nanogridata_connections_active", "Open device connections", value=self.connections_active
         )

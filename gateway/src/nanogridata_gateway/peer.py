@@ -32,6 +32,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge
 from .delivery_config import PeerConfig
 from .records import ReplayGuard
 from .spool import wait_event
+from .supervise import Supervisor
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +52,7 @@ class PeerSync:
     def __init__(self, config: PeerConfig, replay: ReplayGuard, registry: CollectorRegistry) -> None:
         self.config = config
         self.replay = replay
+        self.supervisor = Supervisor.of(registry)
         label = config.peer_name
         self._up = Gauge(
             "nanogridata_peer_sync_up",
@@ -199,7 +201,7 @@ class PeerSync:
         site = web.TCPSite(self._runner, self.config.listen_host, self.config.listen_port, reuse_address=True)
         await site.start()
         self._up.set(0)
-        self._task = asyncio.get_running_loop().create_task(self._send_loop(), name="peer-sync")
+        self._task = self.supervisor.spawn("peer-sync", self._send_loop)
 
     async def close(self) -> None:
         """Stop; one last best-effort flush of what the peer has not confirmed yet."""

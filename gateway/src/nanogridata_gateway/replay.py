@@ -4,10 +4,19 @@ State: for each (model, device) the highest accepted sequence `top` and a 64-bit
 `top-63 .. top`. Marks are appended to a journal of fixed 9-byte records (os.write: survives a
 killed process; fsync'd by `sync()`); at start the journal and the snapshot are loaded, then
 compacted into a new snapshot. Implements `records.ReplayGuard`.
+
+A disk error (full disk, file size limit, I/O error, a short write) never raises out of `mark`,
+`flush`, `fsync` or `close`: the in-memory windows stay authoritative, `writable` turns False,
+pending journal records are dropped (memory stays bounded), and `repair()` later writes every
+window into a new snapshot, which also discards a torn journal tail. The caller (the ingest
+server) reports `writable` on /ready and retries `repair()`.
 """
 
 from __future__ import annotations
 
+import contextlib
+import errno
+import logging
 import os
 import struct
 from pathlib import Path
@@ -18,6 +27,9 @@ _MASK: Final = (1 << WINDOW) - 1
 _JOURNAL_REC: Final = struct.Struct(">BII")  # model, device, seq
 _SNAPSHOT_REC: Final = struct.Struct(">BIIQ")  # model, device, top, bitmap
 _SNAPSHOT_MAGIC: Final = b"NGDRPL1\n"
+
+log = logging.getLogger("nanogridata.replay")
+_DISK_FULL: Final = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG})
 
 
 class ReplayWindows:
@@ -74,12 +86,22 @@ class PersistentReplayGuard(ReplayWindows):
         self._journal_path = self._dir / "replay.journal"
         self._compact_bytes = compact_bytes
         self._pending = bytearray()
-        self._load()
-        self._compact()
-        self._fd = os.open(self._journal_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
         self._journal_size = 0
         self._unsynced = False
         self._syncing = False
+        self.writable = True  # False from a failed write/fsync until repair() succeeded
+        self.write_errors = 0
+        self._load()
+        self._fd = -1
+        try:
+            self._compact()
+            self._fd = self._open_journal()
+        except OSError as exc:
+            if exc.errno not in _DISK_FULL:
+                raise  # permissions, a missing mount...: a deployment error, refuse to start
+            # A full disk at start: the state is loaded, the files on disk are still consistent;
+            # start not ready and let repair() write the snapshot once there is room.
+            self._failed("snapshot at start", exc)
 
     def _load(self) -> None:
         if self._snapshot.exists():
@@ -113,24 +135,79 @@ class PersistentReplayGuard(ReplayWindows):
         with open(self._journal_path, "wb") as fh:
             os.fsync(fh.fileno())
 
+    def _open_journal(self) -> int:
+        return os.open(self._journal_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+
+    def _failed(self, what: str, exc: OSError) -> None:
+        """A write or fsync failed: the journal no longer holds every mark."""
+        self.write_errors += 1
+        self._pending.clear()  # the windows hold these marks; repair() writes them all
+        if self.writable:
+            self.writable = False
+            log.error(
+                "replay journal %s failed: %s; marks are kept in memory, /ready is 503 until a new"
+                " snapshot is written",
+                what,
+                exc,
+                extra={"path": str(self._journal_path)},
+            )
+
     def mark(self, model_id: int, device_id: int, seq: int) -> None:
         super().mark(model_id, device_id, seq)
+        if not self.writable:
+            return  # repair() snapshots the windows, this mark included
         self._pending += _JOURNAL_REC.pack(model_id, device_id, seq)
         if len(self._pending) >= 64 * 1024:
             self.flush()
 
     def flush(self) -> None:
         """Hand pending marks to the kernel (survives a killed process, not a power loss)."""
-        if self._pending:
-            os.write(self._fd, self._pending)
-            self._unsynced = True
-            self._journal_size += len(self._pending)
-            self._pending.clear()
-            if self._journal_size >= self._compact_bytes and not self._syncing:
-                os.close(self._fd)
-                self._compact()
-                self._fd = os.open(self._journal_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
-                self._journal_size = 0
+        if not self._pending or not self.writable:
+            return
+        try:
+            written = os.write(self._fd, self._pending)
+        except OSError as exc:
+            self._failed("write", exc)
+            return
+        if written != len(self._pending):  # disk full mid-record: the journal tail is torn
+            self._failed("write", OSError(f"short write ({written} of {len(self._pending)} bytes)"))
+            return
+        self._unsynced = True
+        self._journal_size += written
+        self._pending.clear()
+        if self._journal_size >= self._compact_bytes and not self._syncing:
+            self._rewrite()
+
+    def _rewrite(self) -> bool:
+        """Snapshot every window, empty the journal, reopen it; False (and not writable) on error."""
+        with contextlib.suppress(OSError):  # the descriptor is gone either way
+            os.close(self._fd)
+        self._fd = -1
+        try:
+            self._compact()
+            self._fd = self._open_journal()
+        except OSError as exc:
+            self._failed("snapshot", exc)
+            return False
+        self._journal_size = 0
+        self._unsynced = False
+        self._pending.clear()  # every pending mark is in the new snapshot
+        return True
+
+    def repair(self) -> bool:
+        """After a failure: write every window into a new snapshot. True when writable again."""
+        if self.writable:
+            return True
+        if self._syncing:
+            return False  # an fsync is running on the descriptor in another thread
+        if self._rewrite():
+            self.writable = True
+            log.warning(
+                "replay journal writable again: every window is in a new snapshot",
+                extra={"path": str(self._snapshot), "devices": len(self)},
+            )
+            return True
+        return False
 
     def sync(self) -> None:
         """flush() and fsync: survives a power loss."""
@@ -140,14 +217,28 @@ class PersistentReplayGuard(ReplayWindows):
     def fsync(self) -> None:
         """fsync what flush() wrote. Safe to run in a worker thread while the event loop keeps
         calling mark()/flush() (the journal is not compacted meanwhile)."""
-        if self._unsynced:
+        if self._unsynced and self.writable:
             self._syncing = True
             self._unsynced = False
             try:
                 os.fsync(self._fd)
+            except OSError as exc:
+                # After a failed fsync the kernel may have dropped the dirty pages: only a new
+                # snapshot makes these marks durable again.
+                self._failed("fsync", exc)
             finally:
                 self._syncing = False
 
     def close(self) -> None:
+        """sync(), or one last repair(); logs (does not raise) when marks stay unpersisted."""
         self.sync()
-        os.close(self._fd)
+        if not self.repair():
+            log.error(
+                "replay state not persisted at shutdown: frames stored since the journal failed"
+                " can be stored a second time if they are replayed after the restart",
+                extra={"path": str(self._journal_path)},
+            )
+        if self._fd >= 0:
+            with contextlib.suppress(OSError):
+                os.close(self._fd)
+            self._fd = -1

@@ -26,6 +26,7 @@ from .proxy_protocol import ProxyHeaderError, parse_proxy_header
 from .records import Record, Store, StoreFull
 from .replay import PersistentReplayGuard, ReplayWindows
 from .stream import BAD_MAGIC, FrameStream
+from .supervise import Supervisor
 from .verifier import Verdict, Verifier
 
 log = logging.getLogger("nanogridata.server")
@@ -218,6 +219,10 @@ class IngestServer:
         self._pending: list[_Read] = []
         self._append_many = getattr(store, "append_many", None)
         self.port = config.data_port
+        self.supervisor = Supervisor.of(metrics.registry)
+        replay = verifier.replay
+        self._journal = replay if isinstance(replay, PersistentReplayGuard) else None
+        metrics.replay_journal = self._journal
         metrics.ready_probe = self.is_ready
 
     # --- lifecycle ---------------------------------------------------------------------------------
@@ -230,7 +235,8 @@ class IngestServer:
             backlog=4096,
         )
         self.port = self._server.sockets[0].getsockname()[1]
-        self._sweeper = self.loop.create_task(self._sweep())
+        # Without the sweep idle connections stay open and the replay journal is never fsynced.
+        self._sweeper = self.supervisor.spawn("ingest-sweep", self._sweep, critical=True)
         self.is_ready()
         log.info(
             "listening",
@@ -283,7 +289,15 @@ class IngestServer:
         return True
 
     def is_ready(self) -> bool:
-        ready = not self.draining and self._server is not None and self.store.is_ready()
+        """Ready when a frame sent now would be stored and acknowledged honestly: not draining,
+        the store accepts, the replay journal is writable, no critical task is down."""
+        ready = (
+            not self.draining
+            and self._server is not None
+            and self.store.is_ready()
+            and (self._journal is None or self._journal.writable)
+            and self.supervisor.healthy()
+        )
         self.metrics.ready = 1 if ready else 0
         return ready
 
@@ -304,6 +318,8 @@ class IngestServer:
             "frames_rejected": self.counters.rejected,
             "frames_in_flight": len(self._inflight_keys),
             "replay_devices": len(replay) if isinstance(replay, ReplayWindows) else None,
+            "replay_journal_writable": None if self._journal is None else self._journal.writable,
+            "unhealthy_tasks": self.supervisor.unhealthy(),
         }
 
     # --- the frame path ---------------------------------------------------------------------------
@@ -477,21 +493,24 @@ class IngestServer:
         log.info("command received", extra=extra | {"payload": repr(v.value)})
 
     def _flush_replay(self) -> None:
-        replay = self.verifier.replay
-        if isinstance(replay, PersistentReplayGuard):
-            replay.flush()
+        """Journal the replay marks. Never raises: a disk error turns the journal unwritable
+        (/ready 503) and the sweep repairs it; the frames are stored, so they are still ACKed."""
+        if self._journal is not None:
+            self._journal.flush()
 
     async def _sweep(self) -> None:
-        """Close idle connections; refresh the ready gauge."""
+        """Close idle connections; fsync (or repair) the replay journal; refresh the ready gauge."""
         interval = min(1.0, self.config.idle_timeout_s / 4)
         while True:
             await asyncio.sleep(interval)
             cutoff = self.loop.time() - self.config.idle_timeout_s
             for conn in [c for c in self.connections if c.last_activity < cutoff and c.inflight == 0]:
                 conn.close("idle timeout")
-            self.is_ready()
-            replay = self.verifier.replay
-            if isinstance(replay, PersistentReplayGuard):
-                replay.flush()
+            journal = self._journal
+            if journal is not None:
+                journal.flush()
                 # fsync can take long on a busy disk: never in the event loop
-                await self.loop.run_in_executor(None, replay.fsync)
+                await self.loop.run_in_executor(None, journal.fsync)
+                if not journal.writable:
+                    journal.repair()
+            self.is_ready()

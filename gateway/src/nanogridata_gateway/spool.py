@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from prometheus_client import CollectorRegistry, Gauge, Histogram
 
 from .records import Record, StoreFull
+from .supervise import Supervisor
 
 log = logging.getLogger(__name__)
 
@@ -182,6 +183,7 @@ class Spool:
         self.commit_interval_s = commit_interval_s
         self.max_commit_records = max_commit_records
         self.metrics = SpoolMetrics.create(registry)
+        self.supervisor = Supervisor.of(registry)
         self.metrics.limit_bytes.set(max_bytes)
         self.metrics.oldest_age.set_function(self._oldest_age)
 
@@ -219,6 +221,7 @@ class Spool:
         self._pending_bytes = 0
         self._wake: asyncio.Event | None = None
         self._committer: asyncio.Task[None] | None = None
+        self._committing: list[asyncio.Future[None]] = []  # waiters of the group being committed
         self._last_commit = 0.0
         self._closed = False
         self._healthy = True
@@ -328,7 +331,8 @@ class Spool:
         loop = asyncio.get_running_loop()
         if self._committer is None:
             self._wake = asyncio.Event()
-            self._committer = loop.create_task(self._commit_loop(), name="spool-committer")
+            # Without the committer no append returns: no frame is ACKed.
+            self._committer = self.supervisor.spawn("spool-committer", self._run_committer, critical=True)
         future: asyncio.Future[None] = loop.create_future()
         self._pending.append((rows, size, future))
         self._pending_rows += len(rows)
@@ -349,6 +353,21 @@ class Spool:
         del self._pending[:taken]
         self._pending_rows -= count
         return group
+
+    async def _run_committer(self) -> None:
+        """The commit loop, made safe to restart: a crash fails the waiters of the group it was
+        committing (their devices get BUSY and retransmit) instead of leaving them waiting."""
+        assert self._wake is not None
+        self._wake.set()  # appends queued while the loop was down
+        try:
+            await self._commit_loop()
+        except Exception as exc:
+            for future in self._committing:
+                if not future.done():
+                    future.set_exception(RuntimeError(f"spool committer failed: {exc}"))
+            raise
+        finally:
+            self._committing = []
 
     async def _commit_loop(self) -> None:
         """Classic group commit: one commit (one fsync) in flight at a time.
@@ -373,6 +392,7 @@ class Spool:
                     return
                 continue
             group = self._take_group()
+            self._committing = [entry[2] for entry in group]
             cursors, self._dirty_cursors = self._dirty_cursors, {}
             rows = [row for entry in group for row in entry[0]]
             group_bytes = sum(entry[1] for entry in group)

@@ -179,7 +179,9 @@ class SinkWorker:
         spool.add_commit_listener(self._new_data.set)
 
     def start(self) -> None:
-        self._task = asyncio.get_running_loop().create_task(self._run(), name=f"sink-{self.sink.name}")
+        # Restart is safe: _run re-reads from the confirmed cursor (at-least-once re-send), and
+        # positions confirmed twice are a no-op for the spool.
+        self._task = self.spool.supervisor.spawn(f"sink-{self.sink.name}", self._run)
 
     async def stop(self, grace_s: float) -> None:
         """Stop reading; give in-flight batches `grace_s` to finish, then cancel them."""
