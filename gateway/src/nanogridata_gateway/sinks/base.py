@@ -115,6 +115,7 @@ class DeadLetters:
         self.path = path
 
     def write(self, sink: str, reason: str, records: Sequence[Record]) -> None:
+        """Append and fsync; raises OSError when the file cannot be written (the caller retries)."""
         os.makedirs(os.path.dirname(os.path.abspath(self.path)), exist_ok=True)
         now = time.time()
         lines = [
@@ -124,8 +125,15 @@ class DeadLetters:
             )
             for r in records
         ]
-        with open(self.path, "a", encoding="utf-8") as handle:
-            handle.write("\n".join(lines) + "\n")
+        body = ("\n".join(lines) + "\n").encode()
+        with open(self.path, "a+b") as handle:
+            # A write cut short (disk full) leaves a torn last line: start on a fresh line so the
+            # retried records stay one JSON object per line.
+            if handle.tell() > 0:
+                handle.seek(-1, os.SEEK_END)
+                if handle.read(1) != b"\n":
+                    body = b"\n" + body
+            handle.write(body)
             handle.flush()
             os.fsync(handle.fileno())
 
@@ -251,18 +259,56 @@ class SinkWorker:
             self.spool.confirm(self.sink.name, cursor)
 
     async def _send(self, batch: _Batch, limit: asyncio.Semaphore) -> None:
+        """Deliver one batch until it is finished (delivered or durably dead-lettered). Whatever
+        goes wrong, the batch is retried, never abandoned: an abandoned batch is one the cursor
+        can never pass, so every later batch would be sent but never confirmed."""
         try:
-            loop = asyncio.get_running_loop()
-            encoded = await loop.run_in_executor(self._pool, self._encode, batch.rows)
-            unencodable = [row_to_record(row) for row, fragment in encoded if fragment is None]
-            if unencodable:
-                await self._dead_letter(unencodable, "unencodable: no field this sink can store")
-            items = [(row, fragment) for row, fragment in encoded if fragment is not None]
-            if items:
-                await self._deliver(items)
+            attempt = 0
+            while True:
+                try:
+                    await self._process(batch.rows)
+                except Exception as exc:
+                    self.metrics.errors.labels(self.sink.name, "internal").inc()
+                    delay = self._backoff(attempt)
+                    attempt += 1
+                    self._warn(
+                        "sink %s: batch failed (%s: %s); retrying %d records in %.2fs",
+                        self.sink.name,
+                        type(exc).__name__,
+                        exc,
+                        len(batch.rows),
+                        delay,
+                        exc_info=exc,
+                    )
+                    await asyncio.sleep(delay)
+                else:
+                    break
             self._finish(batch.end)
         finally:
             limit.release()
+
+    async def _process(self, rows: list[Row]) -> None:
+        loop = asyncio.get_running_loop()
+        encoded = await loop.run_in_executor(self._pool, self._encode, rows)
+        unencodable = [row_to_record(row) for row, fragment in encoded if fragment is None]
+        if unencodable:
+            await self._dead_letter(unencodable, "unencodable: no field this sink can store")
+        items = [(row, fragment) for row, fragment in encoded if fragment is not None]
+        if items:
+            await self._deliver(items)
+
+    def _backoff(self, attempt: int) -> float:
+        """Seconds before retry number `attempt` + 1: exponential, capped, with 50-100 % jitter
+        so a fleet does not retry in lockstep."""
+        cfg = self.config
+        backoff_ms = min(cfg.retry_max_ms, cfg.retry_initial_ms * float(2 ** min(attempt, 30)))
+        return backoff_ms / 1000 * random.uniform(0.5, 1.0)
+
+    def _warn(self, message: str, *args: object, exc_info: BaseException | None = None) -> None:
+        """A sink that keeps failing logs one line per interval, not one per attempt."""
+        if time.monotonic() - self._last_warning > WARN_INTERVAL_S:
+            self._last_warning = time.monotonic()
+            log.warning(message, *args, exc_info=exc_info)
 
     def _encode(self, rows: list[Row]) -> list[tuple[Row, bytes | None]]:
         encode = self.sink.encode
@@ -272,7 +318,6 @@ class SinkWorker:
 
     async def _deliver(self, items: list[tuple[Row, bytes]]) -> None:
         name = self.sink.name
-        cfg = self.config
         attempt = 0
         while True:
             try:
@@ -281,11 +326,8 @@ class SinkWorker:
                 self.metrics.errors.labels(name, exc.error_class).inc()
                 self.metrics.batches.labels(name, "retry").inc()
                 self._m_retries.inc()
-                backoff_ms = min(cfg.retry_max_ms, cfg.retry_initial_ms * (2 ** min(attempt, 30)))
-                delay = backoff_ms / 1000 * random.uniform(0.5, 1.0)  # jitter: no thundering herd
-                if time.monotonic() - self._last_warning > WARN_INTERVAL_S:
-                    self._last_warning = time.monotonic()
-                    log.warning("sink %s: %s; retrying %d records in %.2fs", name, exc, len(items), delay)
+                delay = self._backoff(attempt)
+                self._warn("sink %s: %s; retrying %d records in %.2fs", name, exc, len(items), delay)
                 attempt += 1
                 await asyncio.sleep(delay)
             except PermanentError as exc:
@@ -308,8 +350,30 @@ class SinkWorker:
                 return
 
     async def _dead_letter(self, records: list[Record], reason: str) -> None:
-        log.error("sink %s: dead-lettering %d records: %s", self.sink.name, len(records), reason)
-        await asyncio.get_running_loop().run_in_executor(
-            self._pool, self.dead_letters.write, self.sink.name, reason, records
-        )
+        """Return once the records are durably in the dead-letter file. A write that fails (disk
+        full, read-only, a bad directory) is retried with backoff until it succeeds: the records
+        may leave the spool only after their dead letter is on disk."""
+        name = self.sink.name
+        log.error("sink %s: dead-lettering %d records: %s", name, len(records), reason)
+        loop = asyncio.get_running_loop()
+        attempt = 0
+        while True:
+            try:
+                await loop.run_in_executor(self._pool, self.dead_letters.write, name, reason, records)
+            except OSError as exc:
+                self.metrics.errors.labels(name, "dead_letter_io").inc()
+                delay = self._backoff(attempt)
+                attempt += 1
+                self._warn(
+                    "sink %s: cannot write dead letters to %s (%s); %d records stay in the spool,"
+                    " retrying in %.2fs",
+                    name,
+                    self.dead_letters.path,
+                    exc,
+                    len(records),
+                    delay,
+                )
+                await asyncio.sleep(delay)
+            else:
+                break
         self._m_dead.inc(len(records))
