@@ -22,7 +22,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge
 from ..delivery_config import SinkConfig
 from ..records import Record
 from ..spool import Row, Spool, idempotency_key, row_to_record, wait_event
-from .formats import json_record
+from .formats import Unencodable, json_record
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +52,8 @@ class Sink(Protocol):
     name: str
 
     def encode(self, row: Row) -> bytes | None:
-        """The spooled record's fragment of a batch body; None when this sink cannot store it."""
+        """The spooled record's fragment of a batch body; None when this sink has no field it can
+        store, formats.Unencodable (with the reason) when it cannot represent the record."""
         ...
 
     async def deliver(self, fragments: Sequence[bytes], keys: Sequence[str]) -> None:
@@ -120,7 +121,12 @@ class DeadLetters:
         now = time.time()
         lines = [
             json.dumps(
-                {"deadLetteredAt": now, "sink": sink, "reason": reason, "record": json_record(r)},
+                {
+                    "deadLetteredAt": now,
+                    "sink": sink,
+                    "reason": reason,
+                    "record": json_record(r, strict=False),  # a dead letter never refuses
+                },
                 separators=(",", ":"),
             )
             for r in records
@@ -290,10 +296,15 @@ class SinkWorker:
     async def _process(self, rows: list[Row]) -> None:
         loop = asyncio.get_running_loop()
         encoded = await loop.run_in_executor(self._pool, self._encode, rows)
-        unencodable = [row_to_record(row) for row, fragment in encoded if fragment is None]
-        if unencodable:
-            await self._dead_letter(unencodable, "unencodable: no field this sink can store")
-        items = [(row, fragment) for row, fragment in encoded if fragment is not None]
+        refused: dict[str, list[Record]] = {}
+        items: list[tuple[Row, bytes]] = []
+        for row, fragment in encoded:
+            if isinstance(fragment, bytes):
+                items.append((row, fragment))
+            else:
+                refused.setdefault(fragment, []).append(row_to_record(row))
+        for reason, records in refused.items():
+            await self._dead_letter(records, reason)
         if items:
             await self._deliver(items)
 
@@ -310,9 +321,21 @@ class SinkWorker:
             self._last_warning = time.monotonic()
             log.warning(message, *args, exc_info=exc_info)
 
-    def _encode(self, rows: list[Row]) -> list[tuple[Row, bytes | None]]:
+    def _encode(self, rows: list[Row]) -> list[tuple[Row, bytes | str]]:
+        """Each row's fragment, or the reason it cannot be sent (text)."""
         encode = self.sink.encode
-        return [(row, encode(row)) for row in rows]
+        result: list[tuple[Row, bytes | str]] = []
+        for row in rows:
+            try:
+                fragment = encode(row)
+            except Unencodable as exc:
+                result.append((row, f"unencodable: {exc}"))
+                continue
+            if fragment is None:
+                result.append((row, "unencodable: no field this sink can store"))
+            else:
+                result.append((row, fragment))
+        return result
 
     # --- delivery with retries ---------------------------------------------------------
 
