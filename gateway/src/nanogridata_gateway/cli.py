@@ -54,6 +54,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def cmd_check_config(args: argparse.Namespace) -> int:
     cfg = load_config(args.config, args.secrets, require_secrets=not args.no_secrets)
+    if cfg.delivery is not None:
+        from .delivery import check_spool  # noqa: PLC0415 - only when there is a delivery config
+
+        check_spool(cfg.delivery)  # serve would refuse a spool that owes records to a removed sink
     summary = {
         "config": str(args.config),
         "data": f"{cfg.server.data_host}:{cfg.server.data_port}",
