@@ -1,7 +1,8 @@
-"""Nothing acknowledged is dropped by a configuration change: a sink that disappears from the
-config while the spool still owes it records refuses the start (exit 2, naming the sink, the count
-and `spool.drop_sinks`) until the operator brings it back or drops its records explicitly; a
-route that stops naming a sink leaves the records already spooled for it to be delivered."""
+"""Nothing acknowledged is dropped or stored twice by a configuration change: a sink that
+disappears from the config while the spool still owes it records refuses the start (exit 2, naming
+the sink, the count and `spool.drop_sinks`) until the operator brings it back or drops its records
+explicitly; a route that stops naming a sink leaves the records already spooled for it to be
+delivered; several worker processes, whose replay windows would not be shared, are refused."""
 
 from __future__ import annotations
 
@@ -93,11 +94,11 @@ def test_a_removed_sink_that_owes_nothing_goes_quietly(tmp_path: Path, collector
     asyncio.run(store.close())
 
 
-def test_check_config_and_serve_exit_2_naming_the_orphaned_sink(tmp_path: Path) -> None:
-    _spool_undelivered(tmp_path, {"old": {"type": "http_json", "url": _dead_url()}}, 7)
+def _gateway_toml(tmp_path: Path, server_extra: str = "") -> Path:
     config = tmp_path / "gateway.toml"
     config.write_text(f"""
 [server]
+{server_extra}
 data_host = "127.0.0.1"
 data_port = {free_port()}
 metrics_host = "127.0.0.1"
@@ -117,18 +118,39 @@ EVENT = ["new"]
 CONFIG = ["new"]
 COMMAND = ["local"]
 """)
+    return config
+
+
+def _run_cli(command: str, config: Path) -> subprocess.CompletedProcess[str]:
     env = dict(os.environ, PYTHONPATH=str(GATEWAY_SRC), NANOGRIDATA_SECRET_MODEL_10="c3" * 32)
+    return subprocess.run(
+        [sys.executable, "-m", "nanogridata_gateway.cli", command, "-c", str(config)],
+        check=False,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+    )
+
+
+def test_check_config_and_serve_exit_2_naming_the_orphaned_sink(tmp_path: Path) -> None:
+    _spool_undelivered(tmp_path, {"old": {"type": "http_json", "url": _dead_url()}}, 7)
+    config = _gateway_toml(tmp_path)
     for command in ("check-config", "serve"):
-        done = subprocess.run(
-            [sys.executable, "-m", "nanogridata_gateway.cli", command, "-c", str(config)],
-            check=False,
-            capture_output=True,
-            text=True,
-            env=env,
-            timeout=60,
-        )
+        done = _run_cli(command, config)
         assert done.returncode == 2, (command, done.stdout, done.stderr)
         assert "'old'" in done.stderr and "7 records" in done.stderr, done.stderr
+        assert "Traceback" not in done.stderr
+
+
+def test_several_workers_are_refused_because_their_replay_windows_are_not_shared(tmp_path: Path) -> None:
+    # With per-process replay windows a retransmitted clockless frame that landed on another
+    # worker was stored again with a new timestamp: a second point in an influx_line sink.
+    config = _gateway_toml(tmp_path, "workers = 2\nreuse_port = true")
+    for command in ("check-config", "serve"):
+        done = _run_cli(command, config)
+        assert done.returncode == 2, (command, done.stdout, done.stderr)
+        assert "server.workers" in done.stderr and "workers = 1" in done.stderr, done.stderr
         assert "Traceback" not in done.stderr
 
 
