@@ -13,6 +13,7 @@ from prometheus_client import CollectorRegistry
 from nanogridata_gateway.delivery import DeliveryStore, open_store
 from nanogridata_gateway.delivery_config import parse_delivery_config
 from nanogridata_gateway.replay import ReplayWindows
+from nanogridata_gateway.sinks.base import DeadLetters
 from nanogridata_gateway.spool import Row
 
 from conftest import Collector, delivery_raw, make_record, metric, wait_for
@@ -92,3 +93,13 @@ def test_any_failure_while_processing_a_batch_is_counted_and_retried(
 
     asyncio.run(run())
     assert sorted({r["seq"] for r in collector.records}) == list(range(20))
+
+
+def test_a_dead_letter_write_after_a_torn_one_starts_on_a_new_line(tmp_path: Path) -> None:
+    path = tmp_path / "dead" / "alba.jsonl"
+    path.parent.mkdir()
+    path.write_bytes(b'{"deadLetteredAt":1,"sink":"alba","rea')  # cut short by a full disk
+    DeadLetters(str(path)).write("alba", "HTTP 400: bad", [make_record(1), make_record(2)])
+    lines = path.read_bytes().splitlines()
+    assert len(lines) == 3
+    assert [json.loads(line)["record"]["seq"] for line in lines[1:]] == [1, 2]
