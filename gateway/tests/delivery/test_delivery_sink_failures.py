@@ -8,6 +8,7 @@ import asyncio
 import json
 from pathlib import Path
 
+import pytest
 from prometheus_client import CollectorRegistry
 
 from nanogridata_gateway.delivery import DeliveryStore, open_store
@@ -25,7 +26,7 @@ def _store(raw: dict[str, object]) -> tuple[DeliveryStore, CollectorRegistry]:
 
 
 def test_an_unwritable_dead_letter_directory_keeps_records_spooled_until_it_is_fixed(
-    tmp_path: Path, collector: Collector
+    tmp_path: Path, collector: Collector, caplog: pytest.LogCaptureFixture
 ) -> None:
     # A regular file where the dead-letter directory's parent should be: makedirs fails even as
     # root (chmod would not stop root).
@@ -48,6 +49,7 @@ def test_an_unwritable_dead_letter_directory_keeps_records_spooled_until_it_is_f
         assert store.spool.record_count == 10
         assert store.spool.cursors.get("alba", 0) == 0  # nothing confirmed
         assert metric(registry, "nanogridata_sink_dead_letters_total", sink="alba") == 0
+        assert f"cannot write dead letters to {blocker}" in caplog.text
 
         blocker.unlink()  # the operator fixes the directory
         await wait_for(lambda: store.spool.record_count == 0, 30, "the refused records to be dead-lettered")

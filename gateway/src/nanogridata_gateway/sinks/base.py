@@ -182,7 +182,7 @@ class SinkWorker:
         self._order: collections.deque[int] = collections.deque()
         self._done: set[int] = set()
         self._task: asyncio.Task[None] | None = None
-        self._last_warning = -WARN_INTERVAL_S
+        self._last_warning: dict[str, float] = {}
         name = sink.name
         self._m_delivered = metrics.delivered.labels(name)
         self._m_retries = metrics.retries.labels(name)
@@ -278,6 +278,7 @@ class SinkWorker:
                     delay = self._backoff(attempt)
                     attempt += 1
                     self._warn(
+                        "internal",
                         "sink %s: batch failed (%s: %s); retrying %d records in %.2fs",
                         self.sink.name,
                         type(exc).__name__,
@@ -315,10 +316,12 @@ class SinkWorker:
         backoff_ms = min(cfg.retry_max_ms, cfg.retry_initial_ms * float(2 ** min(attempt, 30)))
         return backoff_ms / 1000 * random.uniform(0.5, 1.0)
 
-    def _warn(self, message: str, *args: object, exc_info: BaseException | None = None) -> None:
-        """A sink that keeps failing logs one line per interval, not one per attempt."""
-        if time.monotonic() - self._last_warning > WARN_INTERVAL_S:
-            self._last_warning = time.monotonic()
+    def _warn(self, kind: str, message: str, *args: object, exc_info: BaseException | None = None) -> None:
+        """A sink that keeps failing logs one line per interval and kind of failure, not one per
+        attempt (per kind: a stuck dead-letter write is not hidden by a collector's 5xx)."""
+        now = time.monotonic()
+        if now - self._last_warning.get(kind, -WARN_INTERVAL_S) > WARN_INTERVAL_S:
+            self._last_warning[kind] = now
             log.warning(message, *args, exc_info=exc_info)
 
     def _encode(self, rows: list[Row]) -> list[tuple[Row, bytes | str]]:
@@ -350,7 +353,7 @@ class SinkWorker:
                 self.metrics.batches.labels(name, "retry").inc()
                 self._m_retries.inc()
                 delay = self._backoff(attempt)
-                self._warn("sink %s: %s; retrying %d records in %.2fs", name, exc, len(items), delay)
+                self._warn("retry", "sink %s: %s; retrying %d records in %.2fs", name, exc, len(items), delay)
                 attempt += 1
                 await asyncio.sleep(delay)
             except PermanentError as exc:
@@ -388,6 +391,7 @@ class SinkWorker:
                 delay = self._backoff(attempt)
                 attempt += 1
                 self._warn(
+                    "dead_letter",
                     "sink %s: cannot write dead letters to %s (%s); %d records stay in the spool,"
                     " retrying in %.2fs",
                     name,
