@@ -59,7 +59,7 @@ def test_example_config_loads(tmp_path: Path) -> None:
         ("[server]\ndata_port = 70000\n", "server.data_port", "an integer from 0 to 65535"),
         ('[server]\ndata_port = "5680"\n', "server.data_port", "an integer"),
         ('[server]\nproxy_protocol = "yes"\n', "server.proxy_protocol", '"off" | "v1" | "v2" | "any"'),
-        ("[server]\nworkers = 2\n", "server.workers", "reuse_port = true"),
+        ("[server]\nworkers = 2\n", "server.workers", "workers = 1"),
         ("[server]\nreuse_port = 1\n", "server.reuse_port", "true or false"),
         ('[server]\ndrain_allow = ["10.0.0.0/33"]\n', "server.drain_allow", "a list of networks"),
         ("[protocol]\nmax_age_s = -1\n", "protocol.max_age_s", "a number from"),

@@ -14,7 +14,6 @@ import urllib.request
 from pathlib import Path
 
 import cbor2
-import pytest
 
 from nanogridata_gateway.codec import build_frame, verify_ack
 from nanogridata_gateway.keys import derive_device_key
@@ -29,15 +28,12 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-@pytest.mark.parametrize("workers", [1, 2])
-def test_serve_acks_stores_and_drains_on_sigterm(tmp_path: Path, workers: int) -> None:
+def test_serve_acks_stores_and_drains_on_sigterm(tmp_path: Path) -> None:
     data_port, http_port = free_port(), free_port()
     out = tmp_path / "records.jsonl"
     cfg = tmp_path / "gateway.toml"
     cfg.write_text(f"""
 [server]
-workers = {workers}
-reuse_port = {"true" if workers > 1 else "false"}
 data_host = "127.0.0.1"
 data_port = {data_port}
 metrics_host = "127.0.0.1"
@@ -102,7 +98,7 @@ COMMAND = ["local"]
             proc.kill()
             proc.wait()
     logs = proc.stdout.read().decode() if proc.stdout else ""
-    assert logs.count('"msg": "drain finished"') == workers, logs
+    assert logs.count('"msg": "drain finished"') == 1, logs
     assert all(json.loads(line) for line in logs.splitlines() if line.startswith("{"))  # JSON logs
     records = [json.loads(line) for line in out.read_text().splitlines()]
     assert sorted(r["seq"] for r in records) == list(range(1, 11))

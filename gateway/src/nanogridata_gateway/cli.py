@@ -4,15 +4,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
-import dataclasses
 import json
 import logging
 import os
-import signal
 import sys
-from collections.abc import Callable
-from pathlib import Path
 
 from . import __version__
 from .config import GatewayConfig, load_config, parse_model_id, parse_secret_hex
@@ -54,6 +49,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def cmd_check_config(args: argparse.Namespace) -> int:
     cfg = load_config(args.config, args.secrets, require_secrets=not args.no_secrets)
+    if cfg.delivery is not None:
+        from .delivery import check_spool  # noqa: PLC0415 - only when there is a delivery config
+
+        check_spool(cfg.delivery)  # serve would refuse a spool that owes records to a removed sink
     summary = {
         "config": str(args.config),
         "data": f"{cfg.server.data_host}:{cfg.server.data_port}",
@@ -99,21 +98,17 @@ def cmd_derive_key(args: argparse.Namespace) -> int:
 def cmd_serve(args: argparse.Namespace) -> int:
     cfg = load_config(args.config, args.secrets)
     setup_logging(cfg.log.level, cfg.log.format)
-    if cfg.server.workers > 1:
-        return _serve_workers(cfg)
-    return _serve_one(cfg, None)
+    return _serve_one(cfg)
 
 
-def _serve_one(
-    cfg: GatewayConfig, state_dir: str | None, stopped_early: Callable[[], bool] | None = None
-) -> int:
+def _serve_one(cfg: GatewayConfig) -> int:
     from .app import Gateway, install_uvloop  # noqa: PLC0415 - keep check-config light
 
     uv = install_uvloop()
     log.info("starting", extra={"version": __version__, "uvloop": uv, "pid": os.getpid()})
 
     async def main() -> int:
-        return await Gateway(cfg, state_dir=state_dir).run(stopped_early)
+        return await Gateway(cfg).run()
 
     try:
         return asyncio.run(main())
@@ -121,52 +116,6 @@ def _serve_one(
         log.error("cannot start: %s", exc)
         print(f"nanogridata-gateway: cannot start: {exc}", file=sys.stderr)
         return 1
-
-
-def _worker_config(cfg: GatewayConfig, index: int) -> GatewayConfig:
-    """Worker `index` gets its own spool file and dead-letter directory (SQLite is single-writer)."""
-    delivery = cfg.delivery
-    if delivery is None:
-        return cfg
-    spool = dataclasses.replace(
-        delivery.spool,
-        path=f"{delivery.spool.path}.worker-{index}",
-        dead_letter_dir=str(Path(delivery.spool.dead_letter_dir) / f"worker-{index}"),
-    )
-    return dataclasses.replace(cfg, delivery=dataclasses.replace(delivery, spool=spool))
-
-
-def _serve_workers(cfg: GatewayConfig) -> int:
-    """One process per worker, all bound to the same ports with SO_REUSEPORT."""
-    children: list[int] = []
-    stop = {"requested": False}
-
-    def forward(signum: int, _frame: object) -> None:
-        stop["requested"] = True  # in a worker (children emptied) this is all it does
-        for pid in children:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signum)
-
-    # Installed before forking: a signal during start-up is never lost, in the parent or a worker.
-    signal.signal(signal.SIGTERM, forward)
-    signal.signal(signal.SIGINT, forward)
-    for index in range(cfg.server.workers):
-        pid = os.fork()
-        if pid == 0:  # worker: own replay state and spool (see docs/configuration.md)
-            children.clear()
-            code = 1
-            try:
-                worker_state = str(Path(cfg.state_dir) / f"worker-{index}")
-                code = _serve_one(_worker_config(cfg, index), worker_state, lambda: stop["requested"])
-            finally:
-                os._exit(code)
-        children.append(pid)
-    log.info("workers started", extra={"pids": children})
-    worst = 0
-    for pid in children:
-        _, status = os.waitpid(pid, 0)
-        worst = max(worst, os.waitstatus_to_exitcode(status) & 0xFF)
-    return worst
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -176,11 +176,15 @@ def _parse_server(raw: Any) -> ServerConfig:
         drain_timeout_s=_float(t, "server", "drain_timeout_s", d.drain_timeout_s, 0, 3600),
         drain_allow=_networks(t, "server", "drain_allow", d.drain_allow),
     )
-    if cfg.workers > 1 and not cfg.reuse_port:
+    if cfg.workers > 1:
+        # The kernel spreads connections, not devices, and each process has its own replay
+        # windows: a retransmission landing on another worker would be stored (and ACKed) again,
+        # a clockless frame with a second timestamp, i.e. a second point in an influx_line sink.
         raise ConfigError(
             "server.workers",
-            f"{cfg.workers} workers need server.reuse_port = true",
-            "reuse_port = true (SO_REUSEPORT) or workers = 1",
+            f"{cfg.workers} worker processes would not share their replay windows"
+            " (a retransmitted frame landing on another worker is stored twice)",
+            "workers = 1: one gateway process per host; add hosts to scale out",
         )
     if cfg.data_port and cfg.data_port == cfg.metrics_port:
         raise ConfigError("server.metrics_port", "same as server.data_port", "two different ports")
@@ -373,12 +377,6 @@ def _with_delivery(cfg: GatewayConfig, env: Mapping[str, str]) -> GatewayConfig:
             "a gateway build that includes nanogridata_gateway.delivery_config",
         ) from exc
     delivery = parse_delivery_config(cfg.delivery_raw, env)
-    if cfg.server.workers > 1 and getattr(delivery, "peer", None) is not None:
-        raise ConfigError(
-            "server.workers",
-            "several workers cannot share one [peer] sync endpoint",
-            "workers = 1 when [peer] is configured",
-        )
     return GatewayConfig(
         cfg.server, cfg.protocol, cfg.state_dir, cfg.log, cfg.models, cfg.delivery_raw, delivery
     )

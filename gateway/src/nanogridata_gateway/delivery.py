@@ -24,7 +24,7 @@ from .records import Record, ReplayGuard
 from .routing import Router, routed_sink_names
 from .sinks import build_sink
 from .sinks.base import DeadLetters, SinkMetrics, SinkWorker
-from .spool import Spool
+from .spool import Spool, orphaned_sinks, refuse_orphans
 
 log = logging.getLogger(__name__)
 
@@ -40,9 +40,9 @@ class DeliveryStore:
 
     def __init__(self, config: DeliveryConfig, replay: ReplayGuard, registry: CollectorRegistry) -> None:
         self.config = config
-        names = routed_sink_names(config)
-        for unused in sorted(set(config.sinks) - set(names)):
-            log.warning("sink %r is defined but no route names it", unused)
+        names = spool_sink_names(config)
+        for unused in sorted(set(names) - set(routed_sink_names(config)) - {LOCAL_SINK}):
+            log.warning("sink %r is defined but no route names it (it still delivers its backlog)", unused)
         spool_cfg = config.spool
         self.spool = Spool(
             spool_cfg.path,
@@ -52,6 +52,7 @@ class DeliveryStore:
             commit_interval_s=spool_cfg.commit_interval_ms / 1000,
             max_commit_records=spool_cfg.max_commit_records,
             registry=registry,
+            drop_sinks=spool_cfg.drop_sinks,
         )
         self.router = Router(config, self.spool.bits)
         self._pool = ThreadPoolExecutor(max_workers=max(2, min(len(names), 4)), thread_name_prefix="sink-io")
@@ -137,6 +138,18 @@ class DeliveryStore:
             "spool_full": self.spool.is_full(),
             "cursors": dict(self.spool.cursors),
         }
+
+
+def spool_sink_names(config: DeliveryConfig) -> list[str]:
+    """The sinks the spool keeps records for: every defined sink, routed or not (a route that
+    stops naming a sink must not take the records already spooled for it), and `local`."""
+    return sorted({*routed_sink_names(config), *config.sinks, LOCAL_SINK})
+
+
+def check_spool(config: DeliveryConfig) -> None:
+    """check-config: ConfigError when the existing spool owes records to a sink the config no
+    longer has (serve would refuse to start)."""
+    refuse_orphans(orphaned_sinks(config.spool.path, spool_sink_names(config)), config.spool.drop_sinks)
 
 
 def open_store(config: DeliveryConfig, replay: ReplayGuard, registry: CollectorRegistry) -> DeliveryStore:

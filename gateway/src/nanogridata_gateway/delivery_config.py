@@ -60,6 +60,9 @@ class SpoolConfig:
     commit_interval_ms: float = 0.0
     max_commit_records: int = 20_000
     dead_letter_dir: str = "/var/lib/nanogridata/dead-letters"
+    # Sinks no longer configured whose spooled records the operator chose to delete (a sink that
+    # disappears while it still owes records otherwise refuses the start: docs/delivery.md).
+    drop_sinks: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -188,6 +191,7 @@ def _parse_spool(raw: Any) -> SpoolConfig:
             "commit_interval_ms",
             "max_commit_records",
             "dead_letter_dir",
+            "drop_sinks",
         },
     )
     d = SpoolConfig()
@@ -198,7 +202,14 @@ def _parse_spool(raw: Any) -> SpoolConfig:
         commit_interval_ms=_float(t, "spool", "commit_interval_ms", d.commit_interval_ms, 0, 1000),
         max_commit_records=_int(t, "spool", "max_commit_records", d.max_commit_records, 1, 10**6),
         dead_letter_dir=_str(t, "spool", "dead_letter_dir", d.dead_letter_dir),
+        drop_sinks=_drop_sinks(t.get("drop_sinks", [])),
     )
+
+
+def _drop_sinks(value: Any) -> tuple[str, ...]:
+    if not isinstance(value, list) or not all(isinstance(v, str) and _NAME_RE.match(v) for v in value):
+        raise ConfigError("spool.drop_sinks", f"bad value {value!r}", 'a list of sink names, e.g. ["old"]')
+    return tuple(value)
 
 
 _SINK_COMMON = {
@@ -402,5 +413,12 @@ def parse_delivery_config(raw: Mapping[str, Any], env: Mapping[str, str] | None 
         raise ConfigError("sinks", f"{len(sinks_raw)} sinks", f"at most {MAX_SINKS}")
     sinks = {name: _parse_sink(name, cfg) for name, cfg in sinks_raw.items()}
     routes = _parse_routes(raw.get("routes"), sinks)
+    for name in spool.drop_sinks:
+        if name in sinks or name == LOCAL_SINK:
+            raise ConfigError(
+                "spool.drop_sinks",
+                f"names {name!r}, which is configured (dropping would delete records it still delivers)",
+                "only sinks removed from [sinks]",
+            )
     peer = _parse_peer(raw.get("peer"), env)
     return DeliveryConfig(spool=spool, sinks=sinks, routes=routes, peer=peer)

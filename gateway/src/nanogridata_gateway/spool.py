@@ -21,12 +21,14 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from pathlib import Path
 
 from prometheus_client import CollectorRegistry, Gauge, Histogram
 
+from .errors import ConfigError
 from .records import Record, StoreFull
 from .supervise import Supervisor
 
@@ -93,6 +95,53 @@ def _is_disk_full(exc: BaseException) -> bool:
     return isinstance(exc, sqlite3.OperationalError) and (
         getattr(exc, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL or "full" in str(exc)
     )
+
+
+def _owed(conn: sqlite3.Connection, sink_names: Collection[str]) -> dict[str, int]:
+    """Sinks the spool knows that are not in `sink_names`, with the number of records each still
+    owes (routed to it, past its cursor)."""
+    owed: dict[str, int] = {}
+    for name, bit, cursor in conn.execute("SELECT name, bit, cursor FROM sinks").fetchall():
+        if name not in sink_names:
+            (count,) = conn.execute(
+                "SELECT count(*) FROM records WHERE id > ? AND (sinks & ?) != 0", (cursor, 1 << bit)
+            ).fetchone()
+            owed[name] = count
+    return owed
+
+
+def refuse_orphans(owed: Mapping[str, int], drop_sinks: Collection[str]) -> None:
+    """ConfigError when a sink that is no longer configured still owes records and the operator
+    did not drop them explicitly: acknowledged records never go with a rename or a typo."""
+    orphans = {name: count for name, count in sorted(owed.items()) if count and name not in drop_sinks}
+    if not orphans:
+        return
+    listed = ", ".join(f"{name!r} ({count} records)" for name, count in orphans.items())
+    names = ", ".join(f'"{name}"' for name in orphans)
+    raise ConfigError(
+        "spool.drop_sinks",
+        f"the spool still owes records to sinks that are no longer configured: {listed};"
+        " a renamed sink does not inherit them",
+        f"those sinks back under [sinks] until they drained, or spool.drop_sinks = [{names}]"
+        " to delete their records for good",
+    )
+
+
+def orphaned_sinks(path: str, sink_names: Collection[str]) -> dict[str, int]:
+    """_owed() on the spool at `path`, read-only (check-config beside a running gateway); {} when
+    there is no spool yet or it cannot be read (serve checks again when it opens the spool)."""
+    if not os.path.exists(path):
+        return {}
+    try:
+        conn = sqlite3.connect(Path(path).resolve().as_uri() + "?mode=ro", uri=True)
+    except sqlite3.Error:
+        return {}
+    try:
+        return _owed(conn, sink_names)
+    except sqlite3.Error:
+        return {}
+    finally:
+        conn.close()
 
 
 @dataclass
@@ -176,6 +225,7 @@ class Spool:
         commit_interval_s: float,
         max_commit_records: int,
         registry: CollectorRegistry,
+        drop_sinks: Collection[str] = (),
     ) -> None:
         self.path = path
         self.max_bytes = max_bytes
@@ -196,7 +246,12 @@ class Spool:
         self._conn.execute("PRAGMA wal_autocheckpoint=4000")
         self._conn.executescript(_SCHEMA)
 
-        self.bits: dict[str, int] = self._assign_bits(sink_names)
+        try:
+            self.bits: dict[str, int] = self._assign_bits(sink_names, drop_sinks)
+        except BaseException:
+            self._conn.close()
+            self._writer_pool.shutdown()
+            raise
         self.cursors: dict[str, int] = {
             name: cursor
             for name, cursor in self._conn.execute("SELECT name, cursor FROM sinks")
@@ -236,22 +291,25 @@ class Spool:
 
     # --- setup ---------------------------------------------------------------------------
 
-    def _assign_bits(self, sink_names: Sequence[str]) -> dict[str, int]:
-        """Stable sink -> bit mapping across restarts; sinks removed from the config lose theirs."""
+    def _assign_bits(self, sink_names: Sequence[str], drop_sinks: Collection[str]) -> dict[str, int]:
+        """Stable sink -> bit mapping across restarts. A sink no longer configured is released
+        only when it owes nothing or the operator named it in spool.drop_sinks; otherwise the
+        spool refuses to open (ConfigError) and changes nothing."""
+        owed = _owed(self._conn, sink_names)
+        refuse_orphans(owed, drop_sinks)
         known = dict(self._conn.execute("SELECT name, bit FROM sinks").fetchall())
-        removed = [n for n in known if n not in sink_names]
         self._conn.execute("BEGIN IMMEDIATE")
-        for name in removed:
+        for name, count in owed.items():
             bit = known.pop(name)
-            # The operator removed the sink: its outstanding obligations go with it (logged).
-            (orphaned,) = self._conn.execute(
-                "SELECT count(*) FROM records WHERE (sinks & ?) != 0", (1 << bit,)
-            ).fetchone()
-            log.warning(
-                "sink %r no longer configured: dropping its claim on %d spooled records",
-                name,
-                orphaned,
-            )
+            if count:
+                log.warning(
+                    "sink %r is no longer configured and listed in spool.drop_sinks:"
+                    " deleting the %d records it still owed",
+                    name,
+                    count,
+                )
+            else:
+                log.info("sink %r is no longer configured and owes nothing: released", name)
             self._conn.execute(
                 "UPDATE records SET sinks = sinks & ~? WHERE (sinks & ?) != 0", (1 << bit, 1 << bit)
             )

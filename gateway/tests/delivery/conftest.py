@@ -14,6 +14,7 @@ import os
 import shutil
 import signal
 import socket
+import struct
 import subprocess
 import threading
 import time
@@ -112,8 +113,10 @@ class Collector:
     """JSON collector: answers `status` (200 by default); records whose deviceId is in
     `poison_devices` make the request fail with 400 (the sink must isolate them). With `redirect`
     set it answers that 3xx to every POST, pointing at a URL whose GET answers 200 (what a
-    moved collector behind a load balancer does); `gets` counts those GETs. A body that is not
-    JSON (influx_line) is kept as text lines in `lines`."""
+    moved collector behind a load balancer does); `gets` counts those GETs. `mode = "hang"` reads
+    each POST and never answers (until the mode changes or the collector closes); `mode = "reset"`
+    reads it and resets the connection (TCP RST). A body that is not JSON (influx_line) is kept as
+    text lines in `lines`."""
 
     def __init__(self) -> None:
         self.port = free_port()
@@ -122,6 +125,8 @@ class Collector:
         self.delay_s = 0.0
         self.poison_devices: set[int] = set()
         self.redirect: int | None = None
+        self._mode: str | None = None
+        self._unhang = threading.Event()
         self.gets = 0
         self.records: list[dict[str, Any]] = []
         self.lines: list[str] = []
@@ -140,6 +145,8 @@ class Collector:
                 self._answer(200, b"ok")
 
             def _answer(self, status: int, payload: bytes, location: str | None = None) -> None:
+                if status in (204, 304):
+                    payload = b""  # these answers have no body
                 self.send_response(status)
                 if location is not None:
                     self.send_header("Location", location)
@@ -152,6 +159,17 @@ class Collector:
                 with collector._lock:
                     collector.requests += 1
                     collector.headers.append(dict(self.headers.items()))
+                mode = collector._mode
+                if mode == "hang":
+                    collector._unhang.wait(120)
+                    self.close_connection = True  # the client gave up long ago: no answer at all
+                    return
+                if mode == "reset":
+                    # SO_LINGER 0: close() sends RST instead of FIN
+                    self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                    self.connection.close()
+                    self.close_connection = True
+                    return
                 if collector.redirect is not None:
                     self._answer(collector.redirect, b"moved", f"http://127.0.0.1:{collector.port}/moved")
                     return
@@ -160,15 +178,15 @@ class Collector:
                 status = collector.status
                 if not self.headers.get("Content-Type", "").startswith("application/json"):
                     # influx_line: one line per record, kept as text
-                    if status == 200:
+                    if 200 <= status < 300:
                         with collector._lock:
                             collector.lines.extend(body.decode().splitlines())
                     self._answer(status, b"ok")
                     return
-                records = json.loads(body) if status == 200 else []
+                records = json.loads(body) if 200 <= status < 300 else []
                 if any(r["deviceId"] in collector.poison_devices for r in records):
                     status = 400
-                if status == 200:
+                if 200 <= status < 300:
                     with collector._lock:
                         collector.records.extend(records)
                 self._answer(status, b"bad record" if status == 400 else b"ok")
@@ -178,11 +196,27 @@ class Collector:
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
         self._thread.start()
 
+    @property
+    def mode(self) -> str | None:
+        return self._mode
+
+    @mode.setter
+    def mode(self, mode: str | None) -> None:
+        """None (answer normally), "hang" or "reset"; leaving "hang" releases the hung requests."""
+        if mode not in (None, "hang", "reset"):
+            raise ValueError(f"unknown collector mode {mode!r}")
+        if mode == "hang":
+            self._unhang.clear()
+        else:
+            self._unhang.set()
+        self._mode = mode
+
     def keys(self) -> list[str]:
         with self._lock:
             return [r["idempotencyKey"] for r in self.records]
 
     def close(self) -> None:
+        self._unhang.set()
         self._server.shutdown()
         self._server.server_close()
 

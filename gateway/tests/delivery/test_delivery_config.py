@@ -64,6 +64,9 @@ def test_sizes_and_peer_secret_from_env() -> None:
         ({"spool": {"pth": "/x"}}, "spool.pth", "one of"),
         ({"spool": {"max_bytes": "lots"}}, "spool.max_bytes", "1GiB"),
         ({"spool": {"commit_interval_ms": -1}}, "spool.commit_interval_ms", "number from"),
+        ({"sinks": SINKS, "spool": {"drop_sinks": "old"}}, "spool.drop_sinks", "list of sink names"),
+        ({"sinks": SINKS, "spool": {"drop_sinks": ["alba"]}}, "spool.drop_sinks", "only sinks removed"),
+        ({"sinks": SINKS, "spool": {"drop_sinks": ["local"]}}, "spool.drop_sinks", "only sinks removed"),
         ({"sinks": {**SINKS, "x": {"type": "kafka"}}}, "sinks.x.type", "http_json"),
         (
             {"sinks": {**SINKS, "x": {"type": "http_json", "url": "ftp://a"}}},

@@ -22,7 +22,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge
 from ..delivery_config import SinkConfig
 from ..records import Record
 from ..spool import Row, Spool, idempotency_key, row_to_record, wait_event
-from .formats import json_record
+from .formats import Unencodable, json_record
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +52,8 @@ class Sink(Protocol):
     name: str
 
     def encode(self, row: Row) -> bytes | None:
-        """The spooled record's fragment of a batch body; None when this sink cannot store it."""
+        """The spooled record's fragment of a batch body; None when this sink has no field it can
+        store, formats.Unencodable (with the reason) when it cannot represent the record."""
         ...
 
     async def deliver(self, fragments: Sequence[bytes], keys: Sequence[str]) -> None:
@@ -115,17 +116,30 @@ class DeadLetters:
         self.path = path
 
     def write(self, sink: str, reason: str, records: Sequence[Record]) -> None:
+        """Append and fsync; raises OSError when the file cannot be written (the caller retries)."""
         os.makedirs(os.path.dirname(os.path.abspath(self.path)), exist_ok=True)
         now = time.time()
         lines = [
             json.dumps(
-                {"deadLetteredAt": now, "sink": sink, "reason": reason, "record": json_record(r)},
+                {
+                    "deadLetteredAt": now,
+                    "sink": sink,
+                    "reason": reason,
+                    "record": json_record(r, strict=False),  # a dead letter never refuses
+                },
                 separators=(",", ":"),
             )
             for r in records
         ]
-        with open(self.path, "a", encoding="utf-8") as handle:
-            handle.write("\n".join(lines) + "\n")
+        body = ("\n".join(lines) + "\n").encode()
+        with open(self.path, "a+b") as handle:
+            # A write cut short (disk full) leaves a torn last line: start on a fresh line so the
+            # retried records stay one JSON object per line.
+            if handle.tell() > 0:
+                handle.seek(-1, os.SEEK_END)
+                if handle.read(1) != b"\n":
+                    body = b"\n" + body
+            handle.write(body)
             handle.flush()
             os.fsync(handle.fileno())
 
@@ -168,7 +182,7 @@ class SinkWorker:
         self._order: collections.deque[int] = collections.deque()
         self._done: set[int] = set()
         self._task: asyncio.Task[None] | None = None
-        self._last_warning = -WARN_INTERVAL_S
+        self._last_warning: dict[str, float] = {}
         name = sink.name
         self._m_delivered = metrics.delivered.labels(name)
         self._m_retries = metrics.retries.labels(name)
@@ -204,6 +218,14 @@ class SinkWorker:
 
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()
+        # A run restarted after a crash starts over from the confirmed cursor: batches the crashed
+        # run left in flight are re-sent (at least once), and its bookkeeping must not outlive it,
+        # or a position it queued but never sent would hold the cursor back for good.
+        for task in self._inflight:
+            task.cancel()
+        await asyncio.gather(*self._inflight, return_exceptions=True)
+        self._order.clear()
+        self._done.clear()
         reader = self.spool.reader()
         cfg = self.config
         interval_s = cfg.batch_interval_ms / 1000
@@ -253,28 +275,85 @@ class SinkWorker:
             self.spool.confirm(self.sink.name, cursor)
 
     async def _send(self, batch: _Batch, limit: asyncio.Semaphore) -> None:
+        """Deliver one batch until it is finished (delivered or durably dead-lettered). Whatever
+        goes wrong, the batch is retried, never abandoned: an abandoned batch is one the cursor
+        can never pass, so every later batch would be sent but never confirmed."""
         try:
-            loop = asyncio.get_running_loop()
-            encoded = await loop.run_in_executor(self._pool, self._encode, batch.rows)
-            unencodable = [row_to_record(row) for row, fragment in encoded if fragment is None]
-            if unencodable:
-                await self._dead_letter(unencodable, "unencodable: no field this sink can store")
-            items = [(row, fragment) for row, fragment in encoded if fragment is not None]
-            if items:
-                await self._deliver(items)
+            attempt = 0
+            while True:
+                try:
+                    await self._process(batch.rows)
+                except Exception as exc:
+                    self.metrics.errors.labels(self.sink.name, "internal").inc()
+                    delay = self._backoff(attempt)
+                    attempt += 1
+                    self._warn(
+                        "internal",
+                        "sink %s: batch failed (%s: %s); retrying %d records in %.2fs",
+                        self.sink.name,
+                        type(exc).__name__,
+                        exc,
+                        len(batch.rows),
+                        delay,
+                        exc_info=exc,
+                    )
+                    await asyncio.sleep(delay)
+                else:
+                    break
             self._finish(batch.end)
         finally:
             limit.release()
 
-    def _encode(self, rows: list[Row]) -> list[tuple[Row, bytes | None]]:
+    async def _process(self, rows: list[Row]) -> None:
+        loop = asyncio.get_running_loop()
+        encoded = await loop.run_in_executor(self._pool, self._encode, rows)
+        refused: dict[str, list[Record]] = {}
+        items: list[tuple[Row, bytes]] = []
+        for row, fragment in encoded:
+            if isinstance(fragment, bytes):
+                items.append((row, fragment))
+            else:
+                refused.setdefault(fragment, []).append(row_to_record(row))
+        for reason, records in refused.items():
+            await self._dead_letter(records, reason)
+        if items:
+            await self._deliver(items)
+
+    def _backoff(self, attempt: int) -> float:
+        """Seconds before retry number `attempt` + 1: exponential, capped, with 50-100 % jitter
+        so a fleet does not retry in lockstep."""
+        cfg = self.config
+        backoff_ms = min(cfg.retry_max_ms, cfg.retry_initial_ms * float(2 ** min(attempt, 30)))
+        return backoff_ms / 1000 * random.uniform(0.5, 1.0)
+
+    def _warn(self, kind: str, message: str, *args: object, exc_info: BaseException | None = None) -> None:
+        """A sink that keeps failing logs one line per interval and kind of failure, not one per
+        attempt (per kind: a stuck dead-letter write is not hidden by a collector's 5xx)."""
+        now = time.monotonic()
+        if now - self._last_warning.get(kind, -WARN_INTERVAL_S) > WARN_INTERVAL_S:
+            self._last_warning[kind] = now
+            log.warning(message, *args, exc_info=exc_info)
+
+    def _encode(self, rows: list[Row]) -> list[tuple[Row, bytes | str]]:
+        """Each row's fragment, or the reason it cannot be sent (text)."""
         encode = self.sink.encode
-        return [(row, encode(row)) for row in rows]
+        result: list[tuple[Row, bytes | str]] = []
+        for row in rows:
+            try:
+                fragment = encode(row)
+            except Unencodable as exc:
+                result.append((row, f"unencodable: {exc}"))
+                continue
+            if fragment is None:
+                result.append((row, "unencodable: no field this sink can store"))
+            else:
+                result.append((row, fragment))
+        return result
 
     # --- delivery with retries ---------------------------------------------------------
 
     async def _deliver(self, items: list[tuple[Row, bytes]]) -> None:
         name = self.sink.name
-        cfg = self.config
         attempt = 0
         while True:
             try:
@@ -283,11 +362,8 @@ class SinkWorker:
                 self.metrics.errors.labels(name, exc.error_class).inc()
                 self.metrics.batches.labels(name, "retry").inc()
                 self._m_retries.inc()
-                backoff_ms = min(cfg.retry_max_ms, cfg.retry_initial_ms * (2 ** min(attempt, 30)))
-                delay = backoff_ms / 1000 * random.uniform(0.5, 1.0)  # jitter: no thundering herd
-                if time.monotonic() - self._last_warning > WARN_INTERVAL_S:
-                    self._last_warning = time.monotonic()
-                    log.warning("sink %s: %s; retrying %d records in %.2fs", name, exc, len(items), delay)
+                delay = self._backoff(attempt)
+                self._warn("retry", "sink %s: %s; retrying %d records in %.2fs", name, exc, len(items), delay)
                 attempt += 1
                 await asyncio.sleep(delay)
             except PermanentError as exc:
@@ -310,8 +386,31 @@ class SinkWorker:
                 return
 
     async def _dead_letter(self, records: list[Record], reason: str) -> None:
-        log.error("sink %s: dead-lettering %d records: %s", self.sink.name, len(records), reason)
-        await asyncio.get_running_loop().run_in_executor(
-            self._pool, self.dead_letters.write, self.sink.name, reason, records
-        )
+        """Return once the records are durably in the dead-letter file. A write that fails (disk
+        full, read-only, a bad directory) is retried with backoff until it succeeds: the records
+        may leave the spool only after their dead letter is on disk."""
+        name = self.sink.name
+        log.error("sink %s: dead-lettering %d records: %s", name, len(records), reason)
+        loop = asyncio.get_running_loop()
+        attempt = 0
+        while True:
+            try:
+                await loop.run_in_executor(self._pool, self.dead_letters.write, name, reason, records)
+            except OSError as exc:
+                self.metrics.errors.labels(name, "dead_letter_io").inc()
+                delay = self._backoff(attempt)
+                attempt += 1
+                self._warn(
+                    "dead_letter",
+                    "sink %s: cannot write dead letters to %s (%s); %d records stay in the spool,"
+                    " retrying in %.2fs",
+                    name,
+                    self.dead_letters.path,
+                    exc,
+                    len(records),
+                    delay,
+                )
+                await asyncio.sleep(delay)
+            else:
+                break
         self._m_dead.inc(len(records))

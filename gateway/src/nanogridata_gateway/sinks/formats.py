@@ -19,16 +19,43 @@ def rfc3339_ms(timestamp_ms: int) -> str:
     return datetime.fromtimestamp(timestamp_ms / 1000, UTC).isoformat(timespec="milliseconds")[:-6] + "Z"
 
 
+class Unencodable(ValueError):
+    """A sink cannot represent this record; the message is the dead letter's reason."""
+
+
+class KeyCollision(Unencodable):
+    """Two distinct CBOR map keys would become the same JSON key (e.g. 1 and "1")."""
+
+
+def _json_key(key: Any) -> str:
+    """A CBOR map key as a JSON object key: text as is, integers in decimal, byte strings in
+    base64 (as byte-string values are). Distinct keys of one type never meet; keys of different
+    types may (1 and "1"), and then the record is refused rather than a value silently lost."""
+    if type(key) is str:
+        return key
+    if isinstance(key, bytes):
+        return base64.b64encode(key).decode("ascii")
+    return str(key)
+
+
 def _jsonable(value: Any) -> Any:
-    """CBOR values as JSON: byte strings become base64 text (CBOR tags are refused by ingest)."""
+    """CBOR values as JSON: byte strings become base64 text (CBOR tags are refused by ingest);
+    raises KeyCollision rather than merging two map keys."""
     if isinstance(value, bytes):
         return base64.b64encode(value).decode("ascii")
     if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
+        result: dict[str, Any] = {}
+        for key, item in value.items():
+            name = _json_key(key)
+            if name in result:
+                other = next(k for k in value if k is not key and _json_key(k) == name)
+                raise KeyCollision(f"CBOR map keys {other!r} and {key!r} would both become JSON key {name!r}")
+            result[name] = _jsonable(item)
+        return result
     if isinstance(value, list):
         return [_jsonable(v) for v in value]
     if isinstance(value, float) and not math.isfinite(value):
-        return None
+        return None  # JSON has no NaN or infinity
     return value
 
 
@@ -36,12 +63,27 @@ def decode_payload(record: Record) -> Any:
     return cbor2.loads(record.payload)
 
 
-def json_record(record: Record) -> dict[str, Any]:
-    """The collector's JSON record (http_json, jsonl and the dead-letter file)."""
+def _raw_payload(record: Record) -> dict[str, str]:
+    return {"cbor_base64": base64.b64encode(record.payload).decode("ascii")}
+
+
+def json_record(record: Record, strict: bool = True) -> dict[str, Any]:
+    """The collector's JSON record (http_json, jsonl and the dead-letter file).
+
+    A payload whose map keys would collide as JSON keys raises KeyCollision (strict), or, with
+    strict=False (dead letters, the command log: places that must never refuse), is kept as its
+    raw CBOR in base64 like an undecodable payload."""
     try:
-        payload: Any = _jsonable(decode_payload(record))
+        decoded = decode_payload(record)
     except Exception:
-        payload = {"cbor_base64": base64.b64encode(record.payload).decode("ascii")}
+        payload: Any = _raw_payload(record)
+    else:
+        try:
+            payload = _jsonable(decoded)
+        except KeyCollision:
+            if strict:
+                raise
+            payload = _raw_payload(record)
     return {
         "source": f"nanogridata_0x{record.model_id:02x}",
         "type": FRAME_TYPE_NAMES.get(record.frame_type, f"0x{record.frame_type:02x}"),
@@ -55,8 +97,8 @@ def json_record(record: Record) -> dict[str, Any]:
     }
 
 
-def json_bytes(record: Record) -> bytes:
-    return json.dumps(json_record(record), separators=(",", ":"), ensure_ascii=False).encode()
+def json_bytes(record: Record, strict: bool = True) -> bytes:
+    return json.dumps(json_record(record, strict), separators=(",", ":"), ensure_ascii=False).encode()
 
 
 # --- InfluxDB line protocol -------------------------------------------------------------

@@ -17,7 +17,7 @@ class LocalSink:
         self.name = name
 
     def encode(self, row: Row) -> bytes | None:
-        return json_bytes(row_to_record(row))
+        return json_bytes(row_to_record(row), strict=False)  # a log line: never refuse
 
     async def deliver(self, fragments: Sequence[bytes], keys: Sequence[str]) -> None:
         for fragment in fragments:
