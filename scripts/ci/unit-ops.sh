@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Unit hook of the operator scripts (deploy/rollback/backup/restore): command lines, preflight
-# refusals (dirty input, missing token/vault, critical alert, production confirmation), checksum
+# refusals (dirty input, missing token/vault, unfilled tfvars, critical alert, production
+# confirmation), the tfvars reaching `tofu plan` (a fake tofu), checksum
 # refusal of restore, git describe -> PEP 440. No Docker, no cloud. Also lints scripts/ops Python.
 set -euo pipefail
 source "${REPO_ROOT:-$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)}/scripts/lib/common.sh"
