@@ -257,6 +257,11 @@ def write_atomically(path: Path, text: str) -> None:
         raise
 
 
+def inventory_path(environment: str) -> Path:
+    """Where the bridge writes an environment's inventory by default (git-ignored: generated)."""
+    return REPO_ROOT / "ansible" / "inventories" / environment / "hosts.yml"
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description="Write ansible/inventories/<environment>/hosts.yml from `tofu output -json`.",
@@ -304,7 +309,7 @@ def main(argv: list[str] | None = None) -> int:
     if str(args.out) == "-":
         sys.stdout.write(text)
         return 0
-    out = args.out or REPO_ROOT / "ansible" / "inventories" / args.environment / "hosts.yml"
+    out = args.out or inventory_path(args.environment)
     write_atomically(out, text)
     print(f"inventory_bridge: wrote {out}", file=sys.stderr)
     return 0

@@ -234,3 +234,27 @@ def test_live_tofu_state_to_inventory(tmp_path: Path, staging_output: dict[str, 
     assert result.returncode == 1
     assert "run `tofu apply` in terraform/environments/staging first" in result.stderr
     assert not (tmp_path / "no.yml").exists()
+
+
+@pytest.mark.parametrize("environment", inventory_bridge.ENVIRONMENTS)
+def test_what_the_infra_step_writes_is_git_ignored(environment: str) -> None:
+    """A deploy that fails after `tofu apply` and the bridge must be re-runnable: deploy.sh refuses
+    a working tree with changes, so nothing the infrastructure step writes may show up in it."""
+    repo = inventory_bridge.REPO_ROOT
+    env_dir = repo / "terraform" / "environments" / environment
+    written = [
+        inventory_bridge.inventory_path(environment),
+        env_dir / "deploy.tfplan",
+        env_dir / "terraform.tfstate",
+        env_dir / "terraform.tfstate.backup",
+        env_dir / ".terraform" / "terraform.tfstate",
+        env_dir / f"{environment}.tfvars",
+    ]
+    for path in written:
+        relative = str(path.relative_to(repo))
+        ignored = subprocess.run(["git", "-C", str(repo), "check-ignore", "-q", relative], check=False)
+        assert ignored.returncode == 0, f"{relative} is not git-ignored"
+        tracked = subprocess.run(
+            ["git", "-C", str(repo), "ls-files", "--", relative], capture_output=True, text=True, check=True
+        )
+        assert tracked.stdout == "", f"{relative} is committed"
