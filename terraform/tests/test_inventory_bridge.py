@@ -41,6 +41,8 @@ def test_recorded_output_becomes_the_contract_inventory(tmp_path: Path) -> None:
         "ngd_vip_interface": "eth0",
         "ngd_floating_ip_id": "3001",
         "ansible_user": "root",
+        "ngd_admin_cidrs": ["198.51.100.7/32"],
+        "ngd_device_cidrs": ["0.0.0.0/0", "::/0"],
     }
     children = inventory["all"]["children"]
     assert list(children) == ["gateways", "monitoring", "collectors", "devices"]
@@ -158,7 +160,18 @@ def test_plain_tofu_output_is_refused() -> None:
             lambda v: v["vip"].update(address=v["hosts"]["gw-a"]["public_ipv4"]),
             r"is also a host's own address",
         ),
-        (lambda v: v.update(schema_version=2), r"schema_version is 2, this bridge reads 1"),
+        (lambda v: v.update(schema_version=1), r"schema_version is 1, this bridge reads 2"),
+        (lambda v: v.pop("networks"), r"inventory.networks is missing"),
+        (lambda v: v["networks"].pop("admin_cidrs"), r"inventory.networks.admin_cidrs is missing"),
+        (
+            lambda v: v["networks"].update(admin_cidrs=[]),
+            r"networks.admin_cidrs must be a non-empty list of CIDRs, got \[\]: set it in "
+            r"terraform/environments/<environment>/<environment>.tfvars",
+        ),
+        (
+            lambda v: v["networks"].update(device_cidrs=["0.0.0.0/0", "devices"]),
+            r"networks.device_cidrs entries must be CIDRs such as 198.51.100.7/32, got 'devices'",
+        ),
     ],
 )
 def test_invalid_output_names_the_key(
@@ -258,3 +271,36 @@ def test_what_the_infra_step_writes_is_git_ignored(environment: str) -> None:
             ["git", "-C", str(repo), "ls-files", "--", relative], capture_output=True, text=True, check=True
         )
         assert tracked.stdout == "", f"{relative} is committed"
+
+
+@pytest.mark.parametrize("environment", inventory_bridge.ENVIRONMENTS)
+def test_the_tfvars_networks_reach_every_host_over_the_committed_group_vars(
+    environment: str, staging_output: dict[str, Any], tmp_path: Path
+) -> None:
+    """admin_cidrs/device_cidrs have one source, the tfvars (through `tofu output`): with the
+    environment's committed group_vars beside the generated hosts.yml, as deploy.sh uses them,
+    every host sees exactly those networks (a committed copy would win and lock the operator out)."""
+    ansible_inventory = shutil.which("ansible-inventory")
+    assert ansible_inventory, "ansible-inventory missing: run through ./scripts/test.sh (tool venv)"
+    value = staging_output["inventory"]["value"]
+    value["environment"] = environment
+    value["networks"] = {
+        "admin_cidrs": ["85.10.20.30/32", "2a01:4f8::/32"],
+        "device_cidrs": ["100.64.0.0/10"],
+    }
+    inventory_dir = tmp_path / environment
+    inventory_dir.mkdir()
+    committed = inventory_bridge.REPO_ROOT / "ansible" / "inventories" / environment / "group_vars"
+    (inventory_dir / "group_vars").symlink_to(committed)
+    out = inventory_dir / "hosts.yml"
+    result = run_bridge(environment, "--from-json", "-", "--out", str(out), stdin=json.dumps(staging_output))
+    assert result.returncode == 0, result.stderr
+
+    listed = subprocess.run(
+        [ansible_inventory, "-i", str(out), "--list"], capture_output=True, text=True, check=True
+    )
+    hostvars = json.loads(listed.stdout)["_meta"]["hostvars"]
+    assert sorted(hostvars) == ["collector", "gw-a", "gw-b", "mon"]
+    for host, host_vars in hostvars.items():
+        assert host_vars["ngd_admin_cidrs"] == ["85.10.20.30/32", "2a01:4f8::/32"], host
+        assert host_vars["ngd_device_cidrs"] == ["100.64.0.0/10"], host
