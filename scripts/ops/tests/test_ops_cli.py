@@ -328,3 +328,46 @@ def test_git_describe_maps_to_pep440(tmp_path: Path) -> None:
     from packaging.version import Version
 
     assert str(Version(version)) == version
+
+
+def _build_wheelhouse(cache: Path, version: str) -> subprocess.CompletedProcess[str]:
+    script = (
+        f'source "{REPO}/scripts/lib/common.sh"; source "{REPO}/scripts/ops/lib.sh"; '
+        f"ops_build_wheelhouse {version}"
+    )
+    return run("bash", "-c", script, env={"NGD_CACHE": str(cache)})
+
+
+def _cached_wheelhouse(cache: Path, version: str, source: str) -> Path:
+    dest = cache / "wheelhouse" / version
+    dest.mkdir(parents=True)
+    (dest / "nanogridata_gateway-1.0.0-py3-none-any.whl").write_bytes(b"old build")
+    (dest / "SOURCE").write_text(source + "\n")
+    (dest / ".complete").touch()
+    return dest
+
+
+def _source_hash() -> str:
+    script = f'source "{REPO}/scripts/lib/common.sh"; source "{REPO}/scripts/ops/lib.sh"; ops_source_hash'
+    result = run("bash", "-c", script)
+    assert result.returncode == 0, result.stderr
+    return result.stdout.strip()
+
+
+def test_a_reused_version_built_from_other_sources_is_refused(tmp_path: Path) -> None:
+    """A wheelhouse cached under a release name must not ship as that name for other sources."""
+    dest = _cached_wheelhouse(tmp_path / "cache", "1.0.0", "0badc0de")
+    result = _build_wheelhouse(tmp_path / "cache", "1.0.0")
+    assert result.returncode != 0
+    assert (
+        f"release 1.0.0 was built from other gateway sources (source hash 0badc0de, this checkout "
+        f"{_source_hash()}): name this build with another --version" in result.stderr
+    )
+    assert (dest / "nanogridata_gateway-1.0.0-py3-none-any.whl").read_bytes() == b"old build"
+
+
+def test_a_reused_version_of_the_same_sources_reuses_the_cache(tmp_path: Path) -> None:
+    _cached_wheelhouse(tmp_path / "cache", "1.0.0", _source_hash())
+    result = _build_wheelhouse(tmp_path / "cache", "1.0.0")
+    assert result.returncode == 0, result.stderr
+    assert "wheelhouse 1.0.0 already built from these sources" in result.stdout
