@@ -53,7 +53,7 @@ run "pair_with_defaults" {
   }
 
   assert {
-    condition     = alltrue([for s in hcloud_server.gateway : s.image == "debian-12" && s.location == "fsn1" && s.server_type == "cx22"])
+    condition     = alltrue([for s in hcloud_server.gateway : s.image == "debian-12" && s.location == "fsn1" && s.server_type == "cx23"])
     error_message = "gateways must run Debian 12 of the default type in the default location"
   }
 
