@@ -304,3 +304,94 @@ def test_the_tfvars_networks_reach_every_host_over_the_committed_group_vars(
     for host, host_vars in hostvars.items():
         assert host_vars["ngd_admin_cidrs"] == ["85.10.20.30/32", "2a01:4f8::/32"], host
         assert host_vars["ngd_device_cidrs"] == ["100.64.0.0/10"], host
+
+
+FIREWALL_CHECK = """
+- name: The firewall role's check, as site.yml runs it before the ruleset
+  hosts: gateways:monitoring:collectors
+  gather_facts: false
+  tasks:
+    - name: Check who may reach the host
+      ansible.builtin.include_role:
+        name: firewall
+        tasks_from: check.yml
+"""
+
+
+def _firewall_check(tmp_path: Path, inventory: dict[str, Any]) -> subprocess.CompletedProcess[str]:
+    """The firewall role's check on every host of an inventory (run locally: asserts only), with
+    the committed production group_vars beside it and the playbook's group_vars as site.yml has them."""
+    ansible_dir = inventory_bridge.REPO_ROOT / "ansible"
+    inventory_dir = tmp_path / "production"
+    inventory_dir.mkdir()
+    (inventory_dir / "group_vars").symlink_to(ansible_dir / "inventories" / "production" / "group_vars")
+    (inventory_dir / "hosts.yml").write_text(yaml.safe_dump(inventory), encoding="utf-8")
+    (tmp_path / "check.yml").write_text(FIREWALL_CHECK, encoding="utf-8")
+    playbook_vars = [
+        ansible_dir / "group_vars" / "all" / "ports.yml",
+        ansible_dir / "group_vars" / "all" / "topology.yml",
+        ansible_dir / "group_vars" / "gateways" / "firewall.yml",
+    ]
+    env = {
+        **os.environ,
+        "ANSIBLE_CONFIG": str(ansible_dir / "ansible.cfg"),
+        "ANSIBLE_ROLES_PATH": str(ansible_dir / "roles"),
+        "ANSIBLE_NOCOLOR": "1",
+    }
+    return subprocess.run(
+        [
+            "ansible-playbook",
+            "-i",
+            str(inventory_dir / "hosts.yml"),
+            "-e",
+            "ansible_connection=local",
+            *[arg for path in playbook_vars for arg in ("-e", f"@{path}")],
+            "--limit",
+            "gw-a",
+            str(tmp_path / "check.yml"),
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+        check=False,
+    )
+
+
+def _production_inventory(staging_output: dict[str, Any]) -> dict[str, Any]:
+    staging_output["inventory"]["value"]["environment"] = "production"
+    document: dict[str, Any] = yaml.safe_load(
+        inventory_bridge.render(inventory_bridge.parse_output(staging_output, "production"))
+    )
+    return document
+
+
+def test_the_firewall_check_passes_with_the_bridges_networks(
+    staging_output: dict[str, Any], tmp_path: Path
+) -> None:
+    result = _firewall_check(tmp_path, _production_inventory(staging_output))
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+@pytest.mark.parametrize(
+    ("dropped", "message"),
+    [
+        ("ngd_admin_cidrs", "firewall_admin_cidrs is empty on gw-a: SSH would be closed to everyone."),
+        (
+            "ngd_device_cidrs",
+            "firewall rule 'devices to nginx (plain and TLS device ports)' has no sources on gw-a.",
+        ),
+    ],
+)
+def test_an_inventory_without_the_networks_fails_naming_the_tfvars(
+    staging_output: dict[str, Any], tmp_path: Path, dropped: str, message: str
+) -> None:
+    """An inventory written before the networks were carried (or by hand) must not load a
+    default-deny ruleset that admits nobody: the role fails, saying where the networks come from."""
+    inventory = _production_inventory(staging_output)
+    del inventory["all"]["vars"][dropped]
+    result = _firewall_check(tmp_path, inventory)
+    assert result.returncode != 0
+    output = " ".join(result.stdout.split())
+    assert message in output
+    assert "admin_cidrs and device_cidrs in terraform/environments/production/production.tfvars" in output
