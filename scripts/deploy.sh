@@ -11,10 +11,12 @@ usage() {
 Usage: ${0##*/} ENV [--version V] [--infra|--no-infra] [--gateway-only] [--check] [--yes]
 
 Deploys the gateway pair to ENV (lab, staging or production):
-  1. preflight   tools, vault password, cloud token (infra), Alertmanager has no critical alert
-                 firing (production), clean working tree or --version
-  2. infra       lab: scripts/lab.sh up (Docker, images, hosts); staging/production: tofu plan,
-                 confirm, apply in terraform/environments/ENV, then terraform/inventory_bridge.py
+  1. preflight   tools, vault password, cloud token and a filled-in ENV.tfvars (infra),
+                 Alertmanager has no critical alert firing (production), clean working tree or
+                 --version
+  2. infra       lab: scripts/lab.sh up (Docker, images, hosts); staging/production: tofu plan
+                 -var-file=ENV.tfvars, confirm, apply in terraform/environments/ENV, then
+                 terraform/inventory_bridge.py
   3. build       the gateway wheelhouse, versioned from git (git describe -> PEP 440)
   4. deploy      first deploy: ansible/site.yml; later deploys of a new version: ansible/deploy.yml
                  (rolling, drain, health gates), then site.yml converges every node's configuration
@@ -40,7 +42,9 @@ Options:
 Environment: NGD_LAB / NGD_LAB_SUBNET (another lab than "lab", as for scripts/lab.sh),
 NGD_VAULT_PASSWORD_FILE (vault password file; the lab makes its own),
 NGD_ALERTMANAGER_URL (Alertmanager to ask in preflight; default: the monitoring host's),
-HCLOUD_TOKEN (staging/production infra), NGD_DEPLOY_SKIP_TESTINFRA=1 (skip testinfra only).
+HCLOUD_TOKEN (staging/production infra), NGD_TFVARS_FILE (the OpenTofu variable file; default:
+terraform/environments/ENV/ENV.tfvars, copied from ENV.tfvars.example and filled in),
+NGD_DEPLOY_SKIP_TESTINFRA=1 (skip testinfra only).
 Every run writes logs/deploy-ENV-<UTC time>.log.
 USAGE
 }
@@ -65,6 +69,8 @@ ops_check_env "$ENV_NAME"
 [[ -n "$INFRA" ]] || INFRA=1
 INVENTORY=$(ops_inventory "$ENV_NAME")
 TF_DIR="$REPO_ROOT/terraform/environments/$ENV_NAME"
+# Absolute: tofu runs with -chdir.
+TFVARS=$(realpath -m "${NGD_TFVARS_FILE:-$TF_DIR/$ENV_NAME.tfvars}")
 T_START=$SECONDS
 
 ops_log_start deploy "$ENV_NAME"
@@ -88,6 +94,10 @@ if [[ "$ENV_NAME" != lab ]]; then
   if ((INFRA)); then
     [[ -n "${HCLOUD_TOKEN:-}" ]] || die "HCLOUD_TOKEN is not set (needed by tofu for --infra); export it or pass --no-infra"
     [[ -d "$TF_DIR" ]] || die "no Terraform environment at ${TF_DIR#"$REPO_ROOT"/}"
+    # A placeholder admin network in the cloud firewall locks the operator out of his own hosts.
+    python3 "$OPS_DIR/tfvars_check.py" "$TFVARS" --variables "$TF_DIR/variables.tf" \
+      --example "terraform/environments/$ENV_NAME/$ENV_NAME.tfvars.example" --name "${TFVARS#"$REPO_ROOT"/}" \
+      || die "the OpenTofu variables of $ENV_NAME are not ready (above); see README.md, Production in five steps"
   fi
   [[ -n "$(ops_vault_file "$ENV_NAME")" ]] \
     || die "no vault password file: set NGD_VAULT_PASSWORD_FILE or create ~/.config/nanogridata/vault-password-$ENV_NAME"
@@ -126,7 +136,7 @@ else
   tofu -chdir="$TF_DIR" init -input=false >/dev/null || die "tofu init failed in ${TF_DIR#"$REPO_ROOT"/}"
   plan_file="$TF_DIR/deploy.tfplan"
   set +e
-  tofu -chdir="$TF_DIR" plan -input=false -detailed-exitcode -out="$plan_file"
+  tofu -chdir="$TF_DIR" plan -input=false -var-file="$TFVARS" -detailed-exitcode -out="$plan_file"
   plan_rc=$?
   set -e
   case $plan_rc in

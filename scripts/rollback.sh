@@ -11,7 +11,8 @@ usage() {
 Usage: ${0##*/} ENV [--to VERSION] [--list] [--yes]
 
   --list         list the releases installed on every gateway (install time, current, previous)
-  --to VERSION   roll back to VERSION (default: the release each node ran before the last deploy)
+  --to VERSION   roll back to VERSION (default: the release the gateways ran before the last
+                 deploy; once rolled back, a second run stays there: going further back takes --to)
   --yes          no confirmation (production otherwise asks to type its name)
   -h, --help     this help
 
@@ -65,9 +66,17 @@ ops_steps 4
 step "choose the release"
 ops_status "$ENV_NAME" "$STATUS_JSON" || die "could not read the gateways' release state"
 if [[ -z "$TARGET" ]]; then
-  TARGET=$(ops_status_field "$STATUS_JSON" "','.join(sorted({h['previous'] for h in s.values()}))")
-  [[ -n "$TARGET" && "$TARGET" != *,* ]] \
-    || die "the gateways do not agree on a previous release ('$TARGET'): name one with --to (see --list)"
+  # From the release history, not PREVIOUS_RELEASE alone: after a rollback that names the release
+  # rolled back from, and following it would deploy the bad release again.
+  target_rc=0
+  TARGET=$(python3 "$OPS_DIR/release_target.py" "$STATUS_JSON") || target_rc=$?
+  case $target_rc in
+    0) ;;
+    3)
+      ok "every gateway already runs $TARGET, the release before the newest one installed: nothing to roll back (going further back takes --to VERSION, see --list)"
+      exit 0 ;;
+    *) die "no release to roll back to (above): name one with --to (see ${0##*/} $ENV_NAME --list)" ;;
+  esac
 fi
 absent_on=$(ops_status_field "$STATUS_JSON" "' '.join(sorted(n for n, h in s.items() if not any(r['name'] == '$TARGET' and r['installed'] for r in h['releases'])))")
 [[ -z "$absent_on" ]] || die "release $TARGET is not installed on: $absent_on (see ${0##*/} $ENV_NAME --list)"

@@ -28,7 +28,7 @@ import yaml
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 ENVIRONMENTS = ("staging", "production")
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 GATEWAY_NAMES = ("gw-a", "gw-b")
 # Inventory groups, identical in every environment (devices is populated in the lab only).
 GROUPS = ("gateways", "monitoring", "collectors", "devices")
@@ -58,11 +58,20 @@ class Vip:
 
 
 @dataclass(frozen=True)
+class Networks:
+    """Who may reach the hosts: the tfvars' admin_cidrs and device_cidrs, the only place they are set."""
+
+    admin_cidrs: tuple[str, ...]
+    device_cidrs: tuple[str, ...]
+
+
+@dataclass(frozen=True)
 class Inventory:
     environment: str
     ssh_user: str
     vip: Vip
     hosts: tuple[Host, ...]
+    networks: Networks
 
 
 def _require(mapping: dict[str, Any], key: str, where: str, kind: type | tuple[type, ...]) -> Any:
@@ -79,7 +88,7 @@ def _require(mapping: dict[str, Any], key: str, where: str, kind: type | tuple[t
 
 def _kind_name(kind: type | tuple[type, ...]) -> str:
     kinds = kind if isinstance(kind, tuple) else (kind,)
-    names = {str: "a string", int: "an integer", dict: "an object", type(None): "null"}
+    names = {str: "a string", int: "an integer", dict: "an object", list: "a list", type(None): "null"}
     return " or ".join(names.get(k, k.__name__) for k in kinds)
 
 
@@ -88,6 +97,24 @@ def _ipv4(value: str, where: str) -> str:
         return str(ipaddress.IPv4Address(value))
     except ValueError:
         raise BridgeError(f"{where} must be an IPv4 address, got {value!r}") from None
+
+
+def _cidrs(value: Any, where: str) -> tuple[str, ...]:
+    if not isinstance(value, list) or not value:
+        raise BridgeError(
+            f"{where} must be a non-empty list of CIDRs, got {value!r}: set it in "
+            "terraform/environments/<environment>/<environment>.tfvars and `tofu apply`"
+        )
+    cidrs: list[str] = []
+    for item in value:
+        try:
+            ipaddress.ip_network(item, strict=False)
+        except (TypeError, ValueError):
+            raise BridgeError(
+                f"{where} entries must be CIDRs such as 198.51.100.7/32, got {item!r}"
+            ) from None
+        cidrs.append(item)
+    return tuple(cidrs)
 
 
 def parse_output(document: Any, environment: str) -> Inventory:
@@ -141,10 +168,21 @@ def parse_output(document: Any, environment: str) -> Inventory:
         floating_ip_id=floating_ip_id,
     )
 
+    raw_networks = _require(value, "networks", where, dict)
+    networks = Networks(
+        admin_cidrs=_cidrs(
+            _require(raw_networks, "admin_cidrs", f"{where}.networks", list), f"{where}.networks.admin_cidrs"
+        ),
+        device_cidrs=_cidrs(
+            _require(raw_networks, "device_cidrs", f"{where}.networks", list),
+            f"{where}.networks.device_cidrs",
+        ),
+    )
+
     raw_hosts = _require(value, "hosts", where, dict)
     hosts = tuple(_parse_host(name, raw, f"{where}.hosts.{name}") for name, raw in sorted(raw_hosts.items()))
     _check_topology(hosts, vip)
-    return Inventory(environment=env, ssh_user=ssh_user, vip=vip, hosts=hosts)
+    return Inventory(environment=env, ssh_user=ssh_user, vip=vip, hosts=hosts, networks=networks)
 
 
 def _parse_host(name: str, raw: Any, where: str) -> Host:
@@ -216,6 +254,10 @@ def render(inventory: Inventory) -> str:
                 "ngd_vip_interface": inventory.vip.interface,
                 "ngd_floating_ip_id": inventory.vip.floating_ip_id,
                 "ansible_user": inventory.ssh_user,
+                # The same sources as the cloud firewall: the hosts' nftables admit SSH and the
+                # monitoring ports from the admin networks, the device ports from the devices'.
+                "ngd_admin_cidrs": list(inventory.networks.admin_cidrs),
+                "ngd_device_cidrs": list(inventory.networks.device_cidrs),
             },
             "children": children,
         }
@@ -255,6 +297,11 @@ def write_atomically(path: Path, text: str) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def inventory_path(environment: str) -> Path:
+    """Where the bridge writes an environment's inventory by default (git-ignored: generated)."""
+    return REPO_ROOT / "ansible" / "inventories" / environment / "hosts.yml"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -304,7 +351,7 @@ def main(argv: list[str] | None = None) -> int:
     if str(args.out) == "-":
         sys.stdout.write(text)
         return 0
-    out = args.out or REPO_ROOT / "ansible" / "inventories" / args.environment / "hosts.yml"
+    out = args.out or inventory_path(args.environment)
     write_atomically(out, text)
     print(f"inventory_bridge: wrote {out}", file=sys.stderr)
     return 0

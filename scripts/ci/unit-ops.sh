@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # Unit hook of the operator scripts (deploy/rollback/backup/restore): command lines, preflight
-# refusals (dirty input, missing token/vault, critical alert, production confirmation), checksum
-# refusal of restore, git describe -> PEP 440. No Docker, no cloud. Also lints scripts/ops Python.
+# refusals (dirty input, missing token/vault, unfilled tfvars, critical alert, production
+# confirmation), the tfvars reaching `tofu plan` (a fake tofu), checksum
+# refusal of restore, git describe -> PEP 440, a reused --version refused for other sources,
+# rollback's target from the release history, no diff of secret-bearing tasks, production's alert
+# receivers (site.yml's check, run locally). No Docker, no cloud. Also lints scripts/ops Python.
 set -euo pipefail
 source "${REPO_ROOT:-$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)}/scripts/lib/common.sh"
 help_from_header "$@"

@@ -4,14 +4,28 @@
 # The venv lives in the cache, keyed by a hash of those files, so a fresh clone reuses it.
 #   source scripts/lib/common.sh; source scripts/lib/toolenv.sh; toolenv_activate
 
-toolenv_activate() {
-  local reqs=() f
+# toolenv_reqs: the requirement files of the venv, into the array TOOLENV_REQS.
+toolenv_reqs() {
+  TOOLENV_REQS=()
+  local f
   for f in "$REPO_ROOT"/scripts/requirements.txt "$REPO_ROOT"/*/requirements-ci.txt; do
-    [[ -f "$f" ]] && reqs+=("$f")
+    [[ -f "$f" ]] && TOOLENV_REQS+=("$f")
   done
-  local key
-  key=$( (cat "${reqs[@]}" "$REPO_ROOT/gateway/pyproject.toml" 2>/dev/null; python3 --version) \
-    | sha256sum | cut -c1-12)
+  return 0
+}
+
+# toolenv_key: the 12 hex digits naming the venv ($NGD_CACHE/venv-KEY) of these requirements.
+toolenv_key() {
+  toolenv_reqs
+  (cat "${TOOLENV_REQS[@]}" "$REPO_ROOT/gateway/pyproject.toml" 2>/dev/null; python3 --version) \
+    | sha256sum | cut -c1-12
+}
+
+toolenv_activate() {
+  local reqs=() f key
+  toolenv_reqs
+  reqs=("${TOOLENV_REQS[@]}")
+  key=$(toolenv_key)
   local venv="$NGD_CACHE/venv-$key"
   # Hooks and engineers may build the same venv at once: one builder, the others wait for it.
   exec {_ngd_venv_lock}>"$venv.lock"

@@ -202,12 +202,19 @@ ops_check_version() {
 
 # ops_build_wheelhouse VERSION: pip wheel of gateway/ (stamped VERSION) and its dependencies into
 # $NGD_CACHE/wheelhouse/VERSION, the directory the gateway role copies to the hosts
-# (gateway_wheelhouse_root/gateway_release). Skipped when that wheelhouse is complete.
+# (gateway_wheelhouse_root/gateway_release). Skipped when that wheelhouse is complete and was built
+# from the same sources (ops_source_hash, recorded in SOURCE); refused when it was built from other
+# sources: a release name must name one content, and a host that has VERSION installed keeps it.
 ops_build_wheelhouse() {
-  local version="$1" dest="$NGD_CACHE/wheelhouse/$1" tmp
+  local version="$1" dest="$NGD_CACHE/wheelhouse/$1" tmp source built
+  source=$(ops_source_hash)
   if [[ -f "$dest/.complete" ]]; then
-    log "wheelhouse $version already built: ${dest/#"$HOME"/\~}"
-    return 0
+    built=$(cat "$dest/SOURCE" 2>/dev/null || echo "not recorded")
+    if [[ "$built" == "$source" ]]; then
+      log "wheelhouse $version already built from these sources ($source): ${dest/#"$HOME"/\~}"
+      return 0
+    fi
+    die "release $version was built from other gateway sources (source hash $built, this checkout $source): name this build with another --version (hosts that have $version installed would keep the old one); only if $version was never deployed anywhere, rm -r ${dest/#"$HOME"/\~} and re-run"
   fi
   tmp=$(mktemp -d)
   # A copy of the sources with the version stamped in: the checkout itself is never modified.
@@ -233,6 +240,7 @@ PY
   rm -rf "$tmp"
   ls "$dest"/nanogridata_gateway-*.whl >/dev/null 2>&1 || die "no nanogridata_gateway wheel in $dest"
   printf '%s\n' "$version" >"$dest/VERSION"
+  printf '%s\n' "$source" >"$dest/SOURCE"
   touch "$dest/.complete"
   log "wheelhouse $version: $(find "$dest" -name '*.whl' | wc -l) wheels in ${dest/#"$HOME"/\~}"
 }

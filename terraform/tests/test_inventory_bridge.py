@@ -41,6 +41,8 @@ def test_recorded_output_becomes_the_contract_inventory(tmp_path: Path) -> None:
         "ngd_vip_interface": "eth0",
         "ngd_floating_ip_id": "3001",
         "ansible_user": "root",
+        "ngd_admin_cidrs": ["198.51.100.7/32"],
+        "ngd_device_cidrs": ["0.0.0.0/0", "::/0"],
     }
     children = inventory["all"]["children"]
     assert list(children) == ["gateways", "monitoring", "collectors", "devices"]
@@ -158,7 +160,18 @@ def test_plain_tofu_output_is_refused() -> None:
             lambda v: v["vip"].update(address=v["hosts"]["gw-a"]["public_ipv4"]),
             r"is also a host's own address",
         ),
-        (lambda v: v.update(schema_version=2), r"schema_version is 2, this bridge reads 1"),
+        (lambda v: v.update(schema_version=1), r"schema_version is 1, this bridge reads 2"),
+        (lambda v: v.pop("networks"), r"inventory.networks is missing"),
+        (lambda v: v["networks"].pop("admin_cidrs"), r"inventory.networks.admin_cidrs is missing"),
+        (
+            lambda v: v["networks"].update(admin_cidrs=[]),
+            r"networks.admin_cidrs must be a non-empty list of CIDRs, got \[\]: set it in "
+            r"terraform/environments/<environment>/<environment>.tfvars",
+        ),
+        (
+            lambda v: v["networks"].update(device_cidrs=["0.0.0.0/0", "devices"]),
+            r"networks.device_cidrs entries must be CIDRs such as 198.51.100.7/32, got 'devices'",
+        ),
     ],
 )
 def test_invalid_output_names_the_key(
@@ -234,3 +247,151 @@ def test_live_tofu_state_to_inventory(tmp_path: Path, staging_output: dict[str, 
     assert result.returncode == 1
     assert "run `tofu apply` in terraform/environments/staging first" in result.stderr
     assert not (tmp_path / "no.yml").exists()
+
+
+@pytest.mark.parametrize("environment", inventory_bridge.ENVIRONMENTS)
+def test_what_the_infra_step_writes_is_git_ignored(environment: str) -> None:
+    """A deploy that fails after `tofu apply` and the bridge must be re-runnable: deploy.sh refuses
+    a working tree with changes, so nothing the infrastructure step writes may show up in it."""
+    repo = inventory_bridge.REPO_ROOT
+    env_dir = repo / "terraform" / "environments" / environment
+    written = [
+        inventory_bridge.inventory_path(environment),
+        env_dir / "deploy.tfplan",
+        env_dir / "terraform.tfstate",
+        env_dir / "terraform.tfstate.backup",
+        env_dir / ".terraform" / "terraform.tfstate",
+        env_dir / f"{environment}.tfvars",
+    ]
+    for path in written:
+        relative = str(path.relative_to(repo))
+        ignored = subprocess.run(["git", "-C", str(repo), "check-ignore", "-q", relative], check=False)
+        assert ignored.returncode == 0, f"{relative} is not git-ignored"
+        tracked = subprocess.run(
+            ["git", "-C", str(repo), "ls-files", "--", relative], capture_output=True, text=True, check=True
+        )
+        assert tracked.stdout == "", f"{relative} is committed"
+
+
+@pytest.mark.parametrize("environment", inventory_bridge.ENVIRONMENTS)
+def test_the_tfvars_networks_reach_every_host_over_the_committed_group_vars(
+    environment: str, staging_output: dict[str, Any], tmp_path: Path
+) -> None:
+    """admin_cidrs/device_cidrs have one source, the tfvars (through `tofu output`): with the
+    environment's committed group_vars beside the generated hosts.yml, as deploy.sh uses them,
+    every host sees exactly those networks (a committed copy would win and lock the operator out)."""
+    ansible_inventory = shutil.which("ansible-inventory")
+    assert ansible_inventory, "ansible-inventory missing: run through ./scripts/test.sh (tool venv)"
+    value = staging_output["inventory"]["value"]
+    value["environment"] = environment
+    value["networks"] = {
+        "admin_cidrs": ["85.10.20.30/32", "2a01:4f8::/32"],
+        "device_cidrs": ["100.64.0.0/10"],
+    }
+    inventory_dir = tmp_path / environment
+    inventory_dir.mkdir()
+    committed = inventory_bridge.REPO_ROOT / "ansible" / "inventories" / environment / "group_vars"
+    (inventory_dir / "group_vars").symlink_to(committed)
+    out = inventory_dir / "hosts.yml"
+    result = run_bridge(environment, "--from-json", "-", "--out", str(out), stdin=json.dumps(staging_output))
+    assert result.returncode == 0, result.stderr
+
+    listed = subprocess.run(
+        [ansible_inventory, "-i", str(out), "--list"], capture_output=True, text=True, check=True
+    )
+    hostvars = json.loads(listed.stdout)["_meta"]["hostvars"]
+    assert sorted(hostvars) == ["collector", "gw-a", "gw-b", "mon"]
+    for host, host_vars in hostvars.items():
+        assert host_vars["ngd_admin_cidrs"] == ["85.10.20.30/32", "2a01:4f8::/32"], host
+        assert host_vars["ngd_device_cidrs"] == ["100.64.0.0/10"], host
+
+
+FIREWALL_CHECK = """
+- name: The firewall role's check, as site.yml runs it before the ruleset
+  hosts: gateways:monitoring:collectors
+  gather_facts: false
+  tasks:
+    - name: Check who may reach the host
+      ansible.builtin.include_role:
+        name: firewall
+        tasks_from: check.yml
+"""
+
+
+def _firewall_check(tmp_path: Path, inventory: dict[str, Any]) -> subprocess.CompletedProcess[str]:
+    """The firewall role's check on every host of an inventory (run locally: asserts only), with
+    the committed production group_vars beside it and the playbook's group_vars as site.yml has them."""
+    ansible_dir = inventory_bridge.REPO_ROOT / "ansible"
+    inventory_dir = tmp_path / "production"
+    inventory_dir.mkdir()
+    (inventory_dir / "group_vars").symlink_to(ansible_dir / "inventories" / "production" / "group_vars")
+    (inventory_dir / "hosts.yml").write_text(yaml.safe_dump(inventory), encoding="utf-8")
+    (tmp_path / "check.yml").write_text(FIREWALL_CHECK, encoding="utf-8")
+    playbook_vars = [
+        ansible_dir / "group_vars" / "all" / "ports.yml",
+        ansible_dir / "group_vars" / "all" / "topology.yml",
+        ansible_dir / "group_vars" / "gateways" / "firewall.yml",
+    ]
+    env = {
+        **os.environ,
+        "ANSIBLE_CONFIG": str(ansible_dir / "ansible.cfg"),
+        "ANSIBLE_ROLES_PATH": str(ansible_dir / "roles"),
+        "ANSIBLE_NOCOLOR": "1",
+    }
+    return subprocess.run(
+        [
+            "ansible-playbook",
+            "-i",
+            str(inventory_dir / "hosts.yml"),
+            "-e",
+            "ansible_connection=local",
+            *[arg for path in playbook_vars for arg in ("-e", f"@{path}")],
+            "--limit",
+            "gw-a",
+            str(tmp_path / "check.yml"),
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+        check=False,
+    )
+
+
+def _production_inventory(staging_output: dict[str, Any]) -> dict[str, Any]:
+    staging_output["inventory"]["value"]["environment"] = "production"
+    document: dict[str, Any] = yaml.safe_load(
+        inventory_bridge.render(inventory_bridge.parse_output(staging_output, "production"))
+    )
+    return document
+
+
+def test_the_firewall_check_passes_with_the_bridges_networks(
+    staging_output: dict[str, Any], tmp_path: Path
+) -> None:
+    result = _firewall_check(tmp_path, _production_inventory(staging_output))
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+@pytest.mark.parametrize(
+    ("dropped", "message"),
+    [
+        ("ngd_admin_cidrs", "firewall_admin_cidrs is empty on gw-a: SSH would be closed to everyone."),
+        (
+            "ngd_device_cidrs",
+            "firewall rule 'devices to nginx (plain and TLS device ports)' has no sources on gw-a.",
+        ),
+    ],
+)
+def test_an_inventory_without_the_networks_fails_naming_the_tfvars(
+    staging_output: dict[str, Any], tmp_path: Path, dropped: str, message: str
+) -> None:
+    """An inventory written before the networks were carried (or by hand) must not load a
+    default-deny ruleset that admits nobody: the role fails, saying where the networks come from."""
+    inventory = _production_inventory(staging_output)
+    del inventory["all"]["vars"][dropped]
+    result = _firewall_check(tmp_path, inventory)
+    assert result.returncode != 0
+    output = " ".join(result.stdout.split())
+    assert message in output
+    assert "admin_cidrs and device_cidrs in terraform/environments/production/production.tfvars" in output

@@ -30,6 +30,11 @@ CASES: dict[str, tuple[str, str]] = {
         'admin_cidrs = ["10.0.0.300/32"]',
         'admin_cidrs entries must be CIDRs such as "198.51.100.7/32"',
     ),
+    "retired_server_type": (
+        'gateway_server_type = "cx32"',
+        "gateway_server_type cx32 is retired by Hetzner (deprecated 2025-10-16): use the successor of the "
+        "same size (cx22 -> cx23, cx32 -> cx33, cx42 -> cx43, cx52 -> cx53) or another current type.",
+    ),
     "lab_environment": ('environment = "lab"', 'environment must be "staging" or "production"'),
     "unknown_location": ('location = "mars1"', "location must be one of fsn1, nbg1, hel1, ash, hil, sin."),
     "private_key": (

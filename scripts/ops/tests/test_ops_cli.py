@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, HTTPServer
@@ -83,6 +85,96 @@ def test_vault_password_file_is_required(tmp_path: Path) -> None:
     assert "no vault password file" in result.stderr
 
 
+TOFU_PINNED = re.search(
+    r"^TOFU_VERSION=(\S+)$", (REPO / "terraform/tools/install-tofu.sh").read_text(), re.MULTILINE
+)
+
+
+@pytest.fixture
+def fake_tools(tmp_path: Path) -> dict[str, str]:
+    """An environment in which deploy.sh reaches `tofu plan` without touching anything shared: a
+    fake `tofu` of the pinned version on PATH that records each call's argv (one JSON list a line)
+    and fails at `plan`; a cache of its own whose tool venv borrows the real one's tools (so the
+    shared venv is not reinstalled); a vault password file and a token."""
+    assert TOFU_PINNED is not None
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    calls = tmp_path / "tofu-calls.jsonl"
+    tofu = bin_dir / "tofu"
+    tofu.write_text(
+        f"#!{sys.executable}\n"
+        "import json, sys\n"
+        f"open({str(calls)!r}, 'a').write(json.dumps(sys.argv[1:]) + '\\n')\n"
+        "args = [a for a in sys.argv[1:] if not a.startswith('-chdir=')]\n"
+        f"if args[:1] == ['version']: print('OpenTofu v{TOFU_PINNED.group(1)}')\n"
+        "if args[:1] == ['plan']: sys.exit('fake tofu: no plan here')\n"
+    )
+    tofu.chmod(0o755)
+    env = {"PATH": f"{bin_dir}:{os.environ['PATH']}", "NGD_CACHE": str(tmp_path / "cache")}
+    key = run(
+        "bash", "-c", "source scripts/lib/common.sh; source scripts/lib/toolenv.sh; toolenv_key", env=env
+    ).stdout.strip()
+    venv = tmp_path / "cache" / f"venv-{key}"
+    (venv / "bin").mkdir(parents=True)
+    (venv / ".complete").touch()
+    (venv / "bin/pip").write_text("#!/bin/sh\nexit 0\n")
+    (venv / "bin/pip").chmod(0o755)
+    (venv / "bin/activate").write_text(f'export PATH="{Path(sys.executable).parent}:$PATH"\n')
+    vault = tmp_path / "vault-password"
+    vault.write_text("throw-away\n")
+    return {**env, "NGD_VAULT_PASSWORD_FILE": str(vault), "HCLOUD_TOKEN": "x", "TOFU_CALLS": str(calls)}
+
+
+def _tofu_calls(env: dict[str, str]) -> list[list[str]]:
+    path = Path(env["TOFU_CALLS"])
+    return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+
+
+def _filled_tfvars(path: Path, environment: str = "staging") -> Path:
+    example = (REPO / f"terraform/environments/{environment}/{environment}.tfvars.example").read_text()
+    filled = example.replace('"198.51.100.7/32"', '"85.10.20.30/32"')
+    filled = re.sub(
+        r'ops = "ssh-ed25519 [^"]*"', 'ops = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIG7z ops@laptop"', filled
+    )
+    path.write_text(filled)
+    return path
+
+
+def test_infra_needs_the_tfvars_file_and_names_the_keys(tmp_path: Path, fake_tools: dict[str, str]) -> None:
+    tfvars = tmp_path / "staging.tfvars"
+    env = {**fake_tools, "NGD_TFVARS_FILE": str(tfvars)}
+    result = run(REPO / "scripts/deploy.sh", "staging", "--version", "1.0.0", env=env)
+    assert result.returncode != 0
+    assert f"no {tfvars}: cp terraform/environments/staging/staging.tfvars.example {tfvars}" in result.stderr
+    assert "fill in admin_cidrs, ssh_public_keys" in result.stderr
+    assert not any("plan" in call for call in _tofu_calls(env))
+
+
+def test_infra_refuses_the_placeholders_of_the_example(tmp_path: Path, fake_tools: dict[str, str]) -> None:
+    tfvars = tmp_path / "staging.tfvars"
+    tfvars.write_text((REPO / "terraform/environments/staging/staging.tfvars.example").read_text())
+    env = {**fake_tools, "NGD_TFVARS_FILE": str(tfvars)}
+    result = run(REPO / "scripts/deploy.sh", "staging", "--version", "1.0.0", env=env)
+    assert result.returncode != 0
+    assert f"{tfvars} is not filled in" in result.stderr
+    assert "admin_cidrs (198.51.100.7/32 is in the documentation range 198.51.100.0/24)" in result.stderr
+    assert "ssh_public_keys (still the example's value)" in result.stderr
+    assert "device_cidrs" not in result.stderr.split("not filled in")[1]  # 0.0.0.0/0 is a real value
+    assert not any("plan" in call for call in _tofu_calls(env))
+
+
+def test_the_plan_reads_the_environment_tfvars(tmp_path: Path, fake_tools: dict[str, str]) -> None:
+    tfvars = _filled_tfvars(tmp_path / "staging.tfvars")
+    env = {**fake_tools, "NGD_TFVARS_FILE": str(tfvars)}
+    result = run(REPO / "scripts/deploy.sh", "staging", "--version", "1.0.0", env=env)
+    assert result.returncode != 0
+    assert "tofu plan failed" in result.stderr, result.stderr
+    plans = [call for call in _tofu_calls(env) if "plan" in call]
+    assert len(plans) == 1, _tofu_calls(env)
+    assert f"-var-file={tfvars}" in plans[0]
+    assert "-input=false" in plans[0]
+
+
 class _Alertmanager(BaseHTTPRequestHandler):
     alerts: ClassVar[list[dict[str, object]]] = []
 
@@ -108,13 +200,14 @@ def alertmanager() -> Iterator[str]:
     server.shutdown()
 
 
-def _production_env(tmp_path: Path, url: str) -> dict[str, str]:
-    vault = tmp_path / "vault-password"
-    vault.write_text("throw-away\n")
-    return {"NGD_VAULT_PASSWORD_FILE": str(vault), "NGD_ALERTMANAGER_URL": url, "HCLOUD_TOKEN": "x"}
+def _production_env(tmp_path: Path, url: str, fake_tools: dict[str, str]) -> dict[str, str]:
+    tfvars = _filled_tfvars(tmp_path / "production.tfvars", "production")
+    return {**fake_tools, "NGD_ALERTMANAGER_URL": url, "NGD_TFVARS_FILE": str(tfvars)}
 
 
-def test_production_refuses_while_a_critical_alert_fires(tmp_path: Path, alertmanager: str) -> None:
+def test_production_refuses_while_a_critical_alert_fires(
+    tmp_path: Path, alertmanager: str, fake_tools: dict[str, str]
+) -> None:
     _Alertmanager.alerts = [
         {"labels": {"alertname": "GatewayDown", "severity": "critical"}},
         {"labels": {"alertname": "SpoolGrowing", "severity": "warning"}},
@@ -125,7 +218,7 @@ def test_production_refuses_while_a_critical_alert_fires(tmp_path: Path, alertma
         "--version",
         "1.0.0",
         "--yes",
-        env=_production_env(tmp_path, alertmanager),
+        env=_production_env(tmp_path, alertmanager, fake_tools),
     )
     assert result.returncode != 0
     assert "FIRING GatewayDown" in result.stderr
@@ -133,14 +226,16 @@ def test_production_refuses_while_a_critical_alert_fires(tmp_path: Path, alertma
     assert "a critical alert is firing" in result.stderr
 
 
-def test_production_needs_typed_confirmation(tmp_path: Path, alertmanager: str) -> None:
+def test_production_needs_typed_confirmation(
+    tmp_path: Path, alertmanager: str, fake_tools: dict[str, str]
+) -> None:
     _Alertmanager.alerts = [{"labels": {"alertname": "SpoolGrowing", "severity": "warning"}}]
     result = run(
         REPO / "scripts/deploy.sh",
         "production",
         "--version",
         "1.0.0",
-        env=_production_env(tmp_path, alertmanager),
+        env=_production_env(tmp_path, alertmanager, fake_tools),
     )
     assert result.returncode != 0
     assert "confirmation needed ('production'); re-run with --yes" in result.stderr
@@ -233,3 +328,46 @@ def test_git_describe_maps_to_pep440(tmp_path: Path) -> None:
     from packaging.version import Version
 
     assert str(Version(version)) == version
+
+
+def _build_wheelhouse(cache: Path, version: str) -> subprocess.CompletedProcess[str]:
+    script = (
+        f'source "{REPO}/scripts/lib/common.sh"; source "{REPO}/scripts/ops/lib.sh"; '
+        f"ops_build_wheelhouse {version}"
+    )
+    return run("bash", "-c", script, env={"NGD_CACHE": str(cache)})
+
+
+def _cached_wheelhouse(cache: Path, version: str, source: str) -> Path:
+    dest = cache / "wheelhouse" / version
+    dest.mkdir(parents=True)
+    (dest / "nanogridata_gateway-1.0.0-py3-none-any.whl").write_bytes(b"old build")
+    (dest / "SOURCE").write_text(source + "\n")
+    (dest / ".complete").touch()
+    return dest
+
+
+def _source_hash() -> str:
+    script = f'source "{REPO}/scripts/lib/common.sh"; source "{REPO}/scripts/ops/lib.sh"; ops_source_hash'
+    result = run("bash", "-c", script)
+    assert result.returncode == 0, result.stderr
+    return result.stdout.strip()
+
+
+def test_a_reused_version_built_from_other_sources_is_refused(tmp_path: Path) -> None:
+    """A wheelhouse cached under a release name must not ship as that name for other sources."""
+    dest = _cached_wheelhouse(tmp_path / "cache", "1.0.0", "0badc0de")
+    result = _build_wheelhouse(tmp_path / "cache", "1.0.0")
+    assert result.returncode != 0
+    assert (
+        f"release 1.0.0 was built from other gateway sources (source hash 0badc0de, this checkout "
+        f"{_source_hash()}): name this build with another --version" in result.stderr
+    )
+    assert (dest / "nanogridata_gateway-1.0.0-py3-none-any.whl").read_bytes() == b"old build"
+
+
+def test_a_reused_version_of_the_same_sources_reuses_the_cache(tmp_path: Path) -> None:
+    _cached_wheelhouse(tmp_path / "cache", "1.0.0", _source_hash())
+    result = _build_wheelhouse(tmp_path / "cache", "1.0.0")
+    assert result.returncode == 0, result.stderr
+    assert "wheelhouse 1.0.0 already built from these sources" in result.stdout

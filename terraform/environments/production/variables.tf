@@ -7,13 +7,13 @@ variable "location" {
 variable "gateway_server_type" {
   description = "Server type of the gateways."
   type        = string
-  default     = "cx32"
+  default     = "cx33"
 }
 
 variable "support_server_type" {
   description = "Server type of the monitoring (and collector) host."
   type        = string
-  default     = "cx22"
+  default     = "cx23"
 }
 
 variable "ssh_public_keys" {

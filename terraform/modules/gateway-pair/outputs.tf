@@ -1,9 +1,15 @@
 output "inventory" {
   description = "Provider-neutral description of the hosts, read by terraform/inventory_bridge.py to write ansible/inventories/<environment>/hosts.yml."
   value = {
-    schema_version = 1
+    schema_version = 2
     environment    = var.environment
     ssh_user       = "root"
+    # The one place these networks are set (the tfvars): the hosts' own firewalls (nftables) admit
+    # the same sources as the cloud firewall, through the inventory the bridge writes.
+    networks = {
+      admin_cidrs  = var.admin_cidrs
+      device_cidrs = var.device_cidrs
+    }
     vip = {
       provider       = "hcloud"
       address        = hcloud_floating_ip.vip.ip_address

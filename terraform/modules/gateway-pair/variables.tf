@@ -33,22 +33,36 @@ variable "location" {
 variable "gateway_server_type" {
   description = "Server type of the two gateways."
   type        = string
-  default     = "cx22"
+  default     = "cx23"
 
   validation {
     condition     = can(regex("^[a-z]+[0-9]+[a-z]*$", var.gateway_server_type))
-    error_message = "gateway_server_type must be a Hetzner server type name such as cx22, cpx21 or cax11."
+    error_message = "gateway_server_type must be a Hetzner server type name such as cx23, cx33 or cax11."
+  }
+
+  # Hetzner deprecated the CX Gen2 and CPX Gen1 types on 2025-10-16 and stopped selling them: the
+  # API refuses to create them, so a plan with one would fail only at apply, half-way.
+  validation {
+    condition     = !contains(["cx22", "cx32", "cx42", "cx52", "cpx11", "cpx21", "cpx31", "cpx41", "cpx51"], var.gateway_server_type)
+    error_message = "gateway_server_type ${var.gateway_server_type} is retired by Hetzner (deprecated 2025-10-16): use the successor of the same size (cx22 -> cx23, cx32 -> cx33, cx42 -> cx43, cx52 -> cx53) or another current type."
   }
 }
 
 variable "support_server_type" {
   description = "Server type of the optional monitoring and collector hosts."
   type        = string
-  default     = "cx22"
+  default     = "cx23"
 
   validation {
     condition     = can(regex("^[a-z]+[0-9]+[a-z]*$", var.support_server_type))
-    error_message = "support_server_type must be a Hetzner server type name such as cx22, cpx21 or cax11."
+    error_message = "support_server_type must be a Hetzner server type name such as cx23, cx33 or cax11."
+  }
+
+  # Hetzner deprecated the CX Gen2 and CPX Gen1 types on 2025-10-16 and stopped selling them: the
+  # API refuses to create them, so a plan with one would fail only at apply, half-way.
+  validation {
+    condition     = !contains(["cx22", "cx32", "cx42", "cx52", "cpx11", "cpx21", "cpx31", "cpx41", "cpx51"], var.support_server_type)
+    error_message = "support_server_type ${var.support_server_type} is retired by Hetzner (deprecated 2025-10-16): use the successor of the same size (cx22 -> cx23, cx32 -> cx33, cx42 -> cx43, cx52 -> cx53) or another current type."
   }
 }
 

@@ -53,7 +53,7 @@ run "pair_with_defaults" {
   }
 
   assert {
-    condition     = alltrue([for s in hcloud_server.gateway : s.image == "debian-12" && s.location == "fsn1" && s.server_type == "cx22"])
+    condition     = alltrue([for s in hcloud_server.gateway : s.image == "debian-12" && s.location == "fsn1" && s.server_type == "cx23"])
     error_message = "gateways must run Debian 12 of the default type in the default location"
   }
 
@@ -139,7 +139,7 @@ run "pair_with_defaults" {
 
 run "inventory_output_shape" {
   assert {
-    condition     = output.inventory.schema_version == 1 && output.inventory.environment == "production" && output.inventory.ssh_user == "root"
+    condition     = output.inventory.schema_version == 2 && output.inventory.environment == "production" && output.inventory.ssh_user == "root"
     error_message = "inventory output header is wrong"
   }
 
@@ -152,6 +152,11 @@ run "inventory_output_shape" {
       floating_ip_id = "3001"
     }
     error_message = "inventory vip must describe the floating IP (hcloud, /32 on eth0, its id and address)"
+  }
+
+  assert {
+    condition     = output.inventory.networks.admin_cidrs == tolist(var.admin_cidrs) && output.inventory.networks.device_cidrs == tolist(var.device_cidrs)
+    error_message = "inventory networks must carry admin_cidrs and device_cidrs as given (the hosts' firewalls read them)"
   }
 
   assert {

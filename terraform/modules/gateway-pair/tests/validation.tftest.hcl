@@ -26,6 +26,22 @@ variables {
   admin_cidrs     = ["198.51.100.7/32"]
 }
 
+run "rejects_retired_gateway_server_type" {
+  command = plan
+  variables {
+    gateway_server_type = "cx32"
+  }
+  expect_failures = [var.gateway_server_type]
+}
+
+run "rejects_retired_support_server_type" {
+  command = plan
+  variables {
+    support_server_type = "cx22"
+  }
+  expect_failures = [var.support_server_type]
+}
+
 run "rejects_ssh_open_to_ipv4_internet" {
   command = plan
   variables {
