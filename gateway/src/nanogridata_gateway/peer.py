@@ -43,7 +43,7 @@ import aiohttp
 from aiohttp import web
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
-from .delivery_config import PeerConfig
+from .delivery_config import NODE_NAME_RE, PeerConfig
 from .records import ReplayGuard
 from .spool import wait_event
 
@@ -59,7 +59,6 @@ SEQ_MAX = 0xFFFFFFFF
 # second, far more than a device sends while its gateways are apart (the sender queues entries
 # while the peer is down), and 1/256 of the sequence space, so a stray entry cannot end a device.
 MAX_SEQ_ADVANCE = 1 << 24
-NODE_RE = re.compile(r"[A-Za-z0-9._-]{1,64}")
 _TIME_RE = re.compile(r"[0-9]{1,16}")  # ms since the epoch: 13 digits until the year 2286
 _SIGNATURE_RE = re.compile(r"[0-9a-f]{64}")
 
@@ -82,7 +81,7 @@ def check_headers(headers: Mapping[str, str]) -> tuple[str, int, str]:
     node = headers.get("X-Nanogridata-Node", "")
     time_text = headers.get("X-Nanogridata-Time", "")
     signature = headers.get("X-Nanogridata-Signature", "")
-    if not NODE_RE.fullmatch(node):
+    if not NODE_NAME_RE.fullmatch(node):
         raise PeerRequestError(400, "bad_header", "missing or bad X-Nanogridata-Node (1-64 of A-Za-z0-9._-)")
     if not _TIME_RE.fullmatch(time_text):
         raise PeerRequestError(400, "bad_header", "missing or bad X-Nanogridata-Time (1-16 ASCII digits)")
