@@ -38,9 +38,11 @@ import re
 import struct
 import time
 from collections.abc import Mapping
+from typing import Any
 
 import aiohttp
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from .delivery_config import NODE_NAME_RE, PeerConfig
@@ -71,6 +73,31 @@ class PeerRequestError(Exception):
         self.status = status
         self.reason = reason
         self.text = text
+
+
+class _HttpErrorLog(logging.LoggerAdapter):  # type: ignore[type-arg]
+    """aiohttp's server logger: a request that is not valid HTTP (junk, a header over 8 KiB, no
+    Host) becomes one warning line and a count, not an ERROR with a traceback. Exceptions of our
+    own handler keep their traceback: those are bugs."""
+
+    def __init__(self, refused: Counter, peer: str) -> None:
+        super().__init__(logging.getLogger("aiohttp.server"), {})
+        self._refused = refused
+        self._peer = peer
+
+    def log(self, level: int, msg: object, *args: object, **kwargs: Any) -> None:
+        exc = kwargs.get("exc_info")
+        if isinstance(exc, HttpProcessingError):
+            self._refused.labels(self._peer, "bad_http").inc()
+            first_line = (str(exc.message).strip().splitlines() or [""])[0]
+            self.logger.log(
+                min(level, logging.WARNING),
+                "%s: bad HTTP: %s",
+                str(msg) % args if args else msg,
+                first_line[:200],
+            )
+            return
+        super().log(level, msg, *args, **kwargs)
 
 
 def check_headers(headers: Mapping[str, str]) -> tuple[str, int, str]:
@@ -259,8 +286,9 @@ class PeerSync:
     # --- incoming ----------------------------------------------------------------------
 
     async def _handle(self, request: web.Request) -> web.Response:
-        body = await request.read()
         try:
+            check_headers(request.headers)  # junk is refused before its body is read
+            body = await request.read()
             entries = check_request(
                 self.config.secret, request.headers, body, time.time(), self.config.max_batch
             )
@@ -301,7 +329,9 @@ class PeerSync:
     async def start(self) -> None:
         app = web.Application(client_max_size=ENTRY.size * self.config.max_batch + 1024)
         app.router.add_post(PATH, self._handle)
-        self._runner = web.AppRunner(app, access_log=None)
+        self._runner = web.AppRunner(
+            app, access_log=None, logger=_HttpErrorLog(self._refused_requests, self.config.peer_name)
+        )
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.config.listen_host, self.config.listen_port, reuse_address=True)
         await site.start()

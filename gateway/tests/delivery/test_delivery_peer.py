@@ -325,3 +325,46 @@ def test_more_entries_than_max_batch_are_refused_whole() -> None:
         assert metric(registry, name, peer="gw-a", reason="too_many") == 1
 
     asyncio.run(run())
+
+
+def _raw_exchange(port: int, data: bytes) -> bytes:
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.sendall(data)
+        answer = b""
+        while chunk := sock.recv(65536):
+            answer += chunk
+    return answer
+
+
+def test_requests_that_are_not_http_get_400_and_a_log_line_without_traceback(caplog: Any) -> None:
+    secret = os.urandom(32)
+    _, config_b = _pair(secret, secret)
+    junk = [
+        b"\x00\xff\x16\x03\x01 not http\r\n\r\n",
+        b"POST "
+        + PATH.encode()
+        + b" HTTP/1.1\r\nHost: x\r\nX-Nanogridata-Time: "
+        + b"9" * 9000
+        + b"\r\n\r\n",
+        b"POST " + PATH.encode() + b" HTTP/1.1\r\nContent-Length: 1\r\n\r\nx",  # no Host
+        b"POST " + PATH.encode() + b" HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
+    ]
+
+    async def run() -> None:
+        registry = CollectorRegistry()
+        b = PeerSync(config_b, ReplayWindows(), registry)
+        await b.start()
+        try:
+            for data in junk:
+                answer = await asyncio.to_thread(_raw_exchange, config_b.listen_port, data)
+                assert answer.split(b" ", 2)[1] == b"400", (data[:40], answer[:80])
+        finally:
+            await b.close()
+        refused = metric(
+            registry, "nanogridata_peer_sync_requests_refused_total", peer="gw-a", reason="bad_http"
+        )
+        assert refused == len(junk)
+
+    with caplog.at_level(logging.DEBUG):
+        asyncio.run(run())
+    assert not [r for r in caplog.records if r.exc_info or r.levelno >= logging.ERROR], caplog.text
