@@ -195,7 +195,8 @@ class PeerSync:
         )
         self._refused_requests = Counter(
             "nanogridata_peer_sync_requests_refused",
-            "Requests to the sync endpoint refused: bad_header, bad_signature, skew, bad_body, too_many",
+            "Requests to the sync endpoint refused: bad_http, bad_header, bad_signature, skew, bad_body, "
+            "too_many",
             ["peer", "reason"],
             registry=registry,
         )

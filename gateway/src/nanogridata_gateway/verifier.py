@@ -135,10 +135,14 @@ class Verifier:
         cache_key = (model_id << 32) | device_id
         mac = self._macs.get(cache_key)
         if mac is None:
-            mac = DeviceMac(self.device_key(model_id, device_id))
-            if len(self._macs) >= self._mac_cache_size:
-                del self._macs[next(iter(self._macs))]  # evict the oldest entry
-            self._macs[cache_key] = mac
+            mac = self._cache(cache_key, self.device_key(model_id, device_id))
+        return mac
+
+    def _cache(self, cache_key: int, key: bytes) -> DeviceMac:
+        mac = DeviceMac(key)
+        if len(self._macs) >= self._mac_cache_size:
+            del self._macs[next(iter(self._macs))]  # evict the oldest entry
+        self._macs[cache_key] = mac
         return mac
 
     def check_structure(self, frame: bytes) -> str | None:
@@ -178,18 +182,20 @@ class Verifier:
         body_end = HEADER_LEN + n
         if len(frame) != body_end + tag_len:
             raise ValueError("frame length does not match its header")
-        mac = self._macs.get((model << 32) | dev)
+        cache_key = (model << 32) | dev
+        mac = self._macs.get(cache_key)
         if mac is not None:
             expected = mac.digest(frame[:body_end])[:tag_len]
             if not compare_digest(expected, frame[body_end:]):
                 verdict.reason = "bad_mac"
                 return verdict
         else:  # nothing is cached for a device until one of its frames verified
-            expected = hmac_sha256(self.device_key(model, dev), frame[:body_end])[:tag_len]
+            key = self.device_key(model, dev)
+            expected = hmac_sha256(key, frame[:body_end])[:tag_len]
             if not compare_digest(expected, frame[body_end:]):
                 verdict.reason = "bad_mac"
                 return verdict
-            mac = self.device_mac(model, dev)
+            mac = self._cache(cache_key, key)
         # Authentic from here on: every outcome is answered.
         verdict.key = mac.key
         verdict.mac = mac
