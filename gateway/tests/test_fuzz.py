@@ -6,10 +6,16 @@ failure reproduces; NGD_FUZZ_SEED picks another corpus.
 
 from __future__ import annotations
 
+import hmac
 import os
 import random
 
+import cbor2
+
 from nanogridata_gateway.cbor_limits import CborError, decode
+from nanogridata_gateway.codec import build_frame
+from nanogridata_gateway.keys import ModelKeys, derive_device_key
+from nanogridata_gateway.mac import hmac_sha256
 from nanogridata_gateway.protocol import AckStatus
 from nanogridata_gateway.replay import ReplayWindows
 from nanogridata_gateway.stream import FrameStream
@@ -73,3 +79,36 @@ def test_fuzz_pipeline_never_accepts_mutations() -> None:
             else:
                 assert verdict.status == AckStatus.OK
     assert reasons.get("bad_mac", 0) > ITERATIONS // 4
+
+
+def test_forged_frames_with_random_device_ids_do_not_enter_the_key_cache() -> None:
+    """A cache miss costs a key derivation; forged frames from random device ids used to fill the
+    cache and evict the devices that really send, so their next frames paid it again."""
+    rng = random.Random(SEED + 2)
+    secret = bytes.fromhex(V["hkdf"][0]["master_secret_hex"])
+    verifier = Verifier({0x10: ModelSpec(0x10, secret)}, ReplayWindows(), mac_cache_size=8)
+    now = 1_790_000_000_000
+    payload = cbor2.dumps({"t": 21})
+    key = derive_device_key(secret, 0x10, 1)
+    assert verifier.verify(build_frame(key, 0x10, 0x01, 1, 1, now, payload, 16), now).status == AckStatus.OK
+    for seq in range(2000):
+        forged = build_frame(rng.randbytes(32), 0x10, 0x01, rng.randrange(2**32), seq, now, payload, 16)
+        assert verifier.verify(forged, now).reason == "bad_mac"
+
+    def no_derivation(model_id: int, device_id: int) -> bytes:
+        raise AssertionError(f"device {device_id} was evicted: its key is derived again")
+
+    verifier.device_key = no_derivation  # type: ignore[method-assign]
+    assert verifier.verify(build_frame(key, 0x10, 0x01, 1, 2, now, payload, 16), now).status == AckStatus.OK
+    assert verifier.cached_devices == 1
+
+
+def test_model_keys_match_the_reference_derivation() -> None:
+    rng = random.Random(SEED + 3)
+    for _ in range(2000):
+        secret = rng.randbytes(rng.choice([32, 48, 64, 200]))
+        model, device = rng.randrange(256), rng.randrange(2**32)
+        assert ModelKeys(secret).device_key(model, device) == derive_device_key(secret, model, device)
+        message = rng.randbytes(rng.randrange(1100))
+        key = rng.randbytes(32)
+        assert hmac_sha256(key, message) == hmac.digest(key, message, "sha256")

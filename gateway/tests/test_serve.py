@@ -19,7 +19,8 @@ from nanogridata_gateway.codec import build_frame, verify_ack
 from nanogridata_gateway.keys import derive_device_key
 from nanogridata_gateway.protocol import AckStatus
 
-SECRET_HEX = "c3" * 32
+# as `nanogridata-gateway keygen` makes them: the loader refuses patterns like "ab" * 32
+SECRET_HEX = "1413e4ba4ce3f05b23d568b7dca29f2d68277570e15efdf78d4520c6b0fbef4e"
 
 
 def free_port() -> int:

@@ -12,7 +12,7 @@ import sys
 from . import __version__
 from .config import GatewayConfig, load_config, parse_model_id, parse_secret_hex
 from .errors import ConfigError
-from .keys import derive_device_key, new_master_secret
+from .keys import MAX_SECRET_BYTES, MIN_MASTER_SECRET_BYTES, derive_device_key, new_master_secret
 from .logs import setup_logging
 
 log = logging.getLogger("nanogridata.cli")
@@ -32,13 +32,13 @@ def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="nanogridata-gateway", description="Nanogridata ingest gateway.")
     ap.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = ap.add_subparsers(dest="command", required=True)
-    p = sub.add_parser("check-config", help="validate the config and secrets; exit 1 naming the bad key")
+    p = sub.add_parser("check-config", help="validate the config and secrets; exit 2 naming the bad key")
     _add_config_args(p)
     p.add_argument("--no-secrets", action="store_true", help="do not require model secrets (templates, CI)")
     p = sub.add_parser("serve", help="run the gateway until SIGTERM (then drain and exit 0)")
     _add_config_args(p)
     p = sub.add_parser("keygen", help="print a new random model master secret (hex)")
-    p.add_argument("--bytes", type=int, default=32, help="secret length in bytes (>= 32)")
+    p.add_argument("--bytes", type=int, default=32, help="secret length in bytes (32 to 1024)")
     p = sub.add_parser("derive-key", help="print a device key for provisioning (hex)")
     p.add_argument("--model", required=True, help="model id, e.g. 0x10")
     p.add_argument("--device", required=True, help="device id, e.g. 0x00000001 or 17")
@@ -72,7 +72,7 @@ def cmd_keygen(args: argparse.Namespace) -> int:
     try:
         print(new_master_secret(args.bytes).hex())
     except ValueError as exc:
-        raise ConfigError("--bytes", str(exc), "32 or more") from None
+        raise ConfigError("--bytes", str(exc), f"{MIN_MASTER_SECRET_BYTES} to {MAX_SECRET_BYTES}") from None
     return 0
 
 

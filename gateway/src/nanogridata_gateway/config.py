@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import ConfigError
-from .keys import MIN_MASTER_SECRET_BYTES
+from .keys import MIN_MASTER_SECRET_BYTES, secret_weakness
 from .verifier import ModelSpec
 
 DELIVERY_SECTIONS = ("spool", "sinks", "routes", "peer")
@@ -120,7 +120,7 @@ def _choice(t: Mapping[str, Any], key: str, name: str, default: str, choices: tu
 
 def _host(t: Mapping[str, Any], key: str, name: str, default: str) -> str:
     value = t.get(name, default)
-    if not isinstance(value, str) or not value:
+    if not isinstance(value, str) or not value or not value.isascii():
         raise ConfigError(
             f"{key}.{name}", f"bad value {value!r}", 'an IP address or host name, e.g. "0.0.0.0"'
         )
@@ -233,8 +233,9 @@ def parse_secret_hex(value: Any, key: str) -> bytes:
         secret = bytes.fromhex(value.strip())
     except ValueError:
         raise ConfigError(key, "not hexadecimal", expected) from None
-    if len(secret) < MIN_MASTER_SECRET_BYTES:
-        raise ConfigError(key, f"too short ({len(secret)} bytes)", expected)
+    weakness = secret_weakness(secret)
+    if weakness is not None:
+        raise ConfigError(key, weakness, expected)
     return secret
 
 
@@ -280,10 +281,18 @@ def _read_toml(path: Path, what: str) -> dict[str, Any]:
             return tomllib.load(fh)
     except FileNotFoundError:
         raise ConfigError(what, f"file not found: {path}", "a readable TOML file") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(
+            what, f"{path}: not UTF-8 text (byte {exc.start} of the file)", "a UTF-8 encoded TOML file"
+        ) from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(what, f"{path}: TOML syntax error: {exc}", "valid TOML") from None
+    except RecursionError:
+        raise ConfigError(what, f"{path}: arrays or tables nested too deeply", "valid TOML") from None
     except OSError as exc:
         raise ConfigError(what, f"{path}: {exc.strerror}", "a readable TOML file") from None
+    except ValueError as exc:  # e.g. a NUL byte in the path
+        raise ConfigError(what, f"{path!s:.200}: {exc}", "a path to a readable TOML file") from None
 
 
 def read_secrets_file(path: Path) -> dict[str, Any]:
@@ -292,6 +301,14 @@ def read_secrets_file(path: Path) -> dict[str, Any]:
         mode = path.stat().st_mode
     except FileNotFoundError:
         raise ConfigError("secrets.file", f"file not found: {path}", "a TOML file with mode 0600") from None
+    except (OSError, ValueError) as exc:  # ValueError: a NUL byte in the path
+        raise ConfigError(
+            "secrets.file",
+            f"{path!s:.200}: {getattr(exc, 'strerror', None) or exc}",
+            "a TOML file with mode 0600",
+        ) from None
+    if not stat.S_ISREG(mode):  # a FIFO or a device would block the read or never end it
+        raise ConfigError("secrets.file", f"{path} is not a regular file", "a TOML file with mode 0600")
     if mode & (stat.S_IRWXG | stat.S_IRWXO):
         raise ConfigError(
             "secrets.file",
@@ -316,8 +333,17 @@ def _merge(base: dict[str, Any], extra: Mapping[str, Any]) -> None:
             base[name] = value
 
 
+def _check_shape(raw: Mapping[str, Any]) -> None:
+    """The tables that the secrets file is merged into must be tables in both files: merging
+    would otherwise replace a wrong value silently, or fail on it."""
+    for model_text, table in _table(raw.get("models", {}), "models").items():
+        _table(table, f"models.{model_text}")
+    if "peer" in raw:
+        _table(raw["peer"], "peer")
+
+
 def _refuse_inline_secrets(raw: Mapping[str, Any]) -> None:
-    for model_text, table in (raw.get("models") or {}).items():
+    for model_text, table in _table(raw.get("models", {}), "models").items():
         if isinstance(table, Mapping) and "master_secret" in table:
             raise ConfigError(
                 f"models.{model_text}.master_secret",
@@ -345,6 +371,7 @@ def load_config(
     env = os.environ if env is None else env
     raw = _read_toml(Path(path), "config")
     _reject_unknown(raw, "", set(CORE_SECTIONS) | set(DELIVERY_SECTIONS))
+    _check_shape(raw)
     _refuse_inline_secrets(raw)
     secrets_table = _table(raw.get("secrets", {}), "secrets")
     _reject_unknown(secrets_table, "secrets", {"file"})

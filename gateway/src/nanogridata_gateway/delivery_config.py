@@ -14,6 +14,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from .errors import ConfigError
+from .keys import secret_weakness
 
 # Payload types of protocol v1 that a route can name (ACK is gateway -> device only).
 FRAME_TYPES: dict[str, int] = {"TELEMETRY": 0x01, "EVENT": 0x02, "CONFIG": 0x03, "COMMAND": 0x04}
@@ -48,6 +49,12 @@ _SIZE_UNITS = {
     "tib": 2**40,
 }
 _NAME_RE = re.compile(r"^[a-z][a-z0-9_-]{0,31}$")
+# peer.node_name travels in an HTTP header and peer_name is a metric label: ASCII, bounded
+NODE_NAME_RE = re.compile(r"[A-Za-z0-9._-]{1,64}")
+# an HTTP header name is an RFC 9110 token; a value must not break the request (no CR, LF, NUL)
+_HEADER_NAME_RE = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]{1,128}")
+_HEADER_VALUE_RE = re.compile(r"[\t\x20-\x7e\x80-\U0010ffff]{0,8192}")
+_MAX_SIZE = 1 << 60
 
 
 @dataclass(frozen=True, slots=True)
@@ -152,7 +159,14 @@ def _str(table: Mapping[str, Any], key: str, name: str, default: str | None) -> 
 
 def _http_url(table: Mapping[str, Any], key: str, name: str) -> str:
     url = _str(table, key, name, None)
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+    except ValueError as exc:  # e.g. "http://[::1": an unclosed IPv6 bracket
+        raise ConfigError(f"{key}.{name}", f"bad URL {url!r} ({exc})", "http://host:port/path") from None
+    if not url.isascii() or any(c in url for c in "\r\n\t "):
+        raise ConfigError(
+            f"{key}.{name}", f"bad URL {url!r}", "http://host:port/path in ASCII, without spaces"
+        )
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise ConfigError(f"{key}.{name}", f"bad URL {url!r}", "http://host:port/path")
     try:
@@ -164,16 +178,18 @@ def _http_url(table: Mapping[str, Any], key: str, name: str) -> str:
 
 def parse_size(value: Any, key: str) -> int:
     """Bytes as an integer or a string like "512MiB", "1GiB", "10 GB"."""
-    if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+    if isinstance(value, int) and not isinstance(value, bool) and 0 < value <= _MAX_SIZE:
         return value
-    if isinstance(value, str):
+    if isinstance(value, str) and len(value) <= 64:
         match = _SIZE_RE.match(value)
         if match:
             unit = (match.group(2) or "B").lower()
-            size = int(float(match.group(1)) * _SIZE_UNITS[unit])
-            if size > 0:
-                return size
-    raise ConfigError(key, f"bad size {value!r}", 'a positive integer of bytes or a string like "1GiB"')
+            size = float(match.group(1)) * _SIZE_UNITS[unit]
+            if 1 <= size <= _MAX_SIZE:
+                return int(size)
+    raise ConfigError(
+        key, f"bad size {value!r}", 'a positive integer of bytes (at most 2^60) or a string like "1GiB"'
+    )
 
 
 # --- sections ------------------------------------------------------------------------------
@@ -246,8 +262,16 @@ def _parse_sink(name: str, raw: Any) -> SinkConfig:
     if "headers" in t:
         h = _table(t["headers"], f"{key}.headers")
         for hk, hv in h.items():
-            if not isinstance(hv, str):
-                raise ConfigError(f"{key}.headers.{hk}", f"bad value {hv!r}", "a string")
+            if not _HEADER_NAME_RE.fullmatch(str(hk)):
+                raise ConfigError(
+                    f"{key}.headers.{hk}", "bad header name", "letters, digits and !#$%&'*+.^_`|~-"
+                )
+            if not isinstance(hv, str) or not _HEADER_VALUE_RE.fullmatch(hv):
+                raise ConfigError(
+                    f"{key}.headers.{hk}",
+                    f"bad value {hv!r}",
+                    "a string of at most 8192 characters without control characters",
+                )
         headers = tuple((str(hk), str(hv)) for hk, hv in h.items())
     json_format = d.json_format
     if kind == "http_json":
@@ -318,7 +342,11 @@ def _parse_routes(raw: Any, sinks: Mapping[str, SinkConfig]) -> dict[tuple[int, 
         model = _parse_model(model_text, key) if model_text else None
         if isinstance(targets, str):
             targets = [targets]  # noqa: PLW2901 - a single name is accepted for a list of one
-        if not isinstance(targets, (list, tuple)) or not targets:
+        if (
+            not isinstance(targets, (list, tuple))
+            or not targets
+            or not all(isinstance(target, str) for target in targets)
+        ):
             raise ConfigError(key, f"bad value {targets!r}", "a non-empty list of sink names")
         for target in targets:
             if target != LOCAL_SINK and target not in sinks:
@@ -342,11 +370,19 @@ def _parse_routes(raw: Any, sinks: Mapping[str, SinkConfig]) -> dict[tuple[int, 
 
 
 def _parse_listen(value: Any, key: str) -> tuple[str, int]:
-    if isinstance(value, str):
+    if isinstance(value, str) and value.isascii():
         host, sep, port_text = value.rpartition(":")
-        if sep and host and port_text.isdigit() and 0 < int(port_text) < 65536:
+        # str.isdigit accepts digits that int() refuses ("²"): ASCII digits only, at most 5
+        if sep and host and re.fullmatch(r"[0-9]{1,5}", port_text) and 0 < int(port_text) < 65536:
             return host.strip("[]"), int(port_text)
     raise ConfigError(key, f"bad value {value!r}", '"host:port", e.g. "10.10.0.11:5681"')
+
+
+def _node_name(table: Mapping[str, Any], name: str, default: str) -> str:
+    value = _str(table, "peer", name, default)
+    if not NODE_NAME_RE.fullmatch(value):
+        raise ConfigError(f"peer.{name}", f"bad value {value!r}", "1 to 64 of A-Z a-z 0-9 . _ -")
+    return value
 
 
 def _parse_peer(raw: Any, env: Mapping[str, str]) -> PeerConfig | None:
@@ -375,24 +411,27 @@ def _parse_peer(raw: Any, env: Mapping[str, str]) -> PeerConfig | None:
             f"missing (secrets file key peer.secret or ${PAIR_SECRET_ENV})",
             f"at least {MIN_PAIR_SECRET_BYTES} random bytes as hex",
         )
+    expected = (
+        f"at least {MIN_PAIR_SECRET_BYTES} random bytes as hex ({2 * MIN_PAIR_SECRET_BYTES} hex digits; "
+        "`nanogridata-gateway keygen` makes one)"
+    )
     try:
-        secret = bytes.fromhex(str(secret_hex))
+        secret = bytes.fromhex(secret_hex) if isinstance(secret_hex, str) else b""
     except ValueError:
         secret = b""
     if len(secret) < MIN_PAIR_SECRET_BYTES:
-        raise ConfigError(
-            "peer.secret",
-            "not hex or too short",
-            f"at least {MIN_PAIR_SECRET_BYTES} random bytes as hex ({2 * MIN_PAIR_SECRET_BYTES} hex digits)",
-        )
+        raise ConfigError("peer.secret", "not hex or too short", expected)
+    weakness = secret_weakness(secret, MIN_PAIR_SECRET_BYTES)
+    if weakness is not None:
+        raise ConfigError("peer.secret", weakness, expected)
     host, port = _parse_listen(t.get("listen"), "peer.listen")
     return PeerConfig(
         url=_http_url(t, "peer", "url").rstrip("/"),
         listen_host=host,
         listen_port=port,
         secret=secret,
-        node_name=_str(t, "peer", "node_name", "gateway"),
-        peer_name=_str(t, "peer", "peer_name", "peer"),
+        node_name=_node_name(t, "node_name", "gateway"),
+        peer_name=_node_name(t, "peer_name", "peer"),
         batch_interval_ms=_float(t, "peer", "batch_interval_ms", 200.0, 1, 1000),
         max_batch=_int(t, "peer", "max_batch", 10_000, 1, 1_000_000),
         timeout_s=_float(t, "peer", "timeout_s", 2.0, 0.01, 60),

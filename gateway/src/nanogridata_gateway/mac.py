@@ -17,6 +17,14 @@ _IPAD = bytes(x ^ 0x36 for x in range(256))
 _OPAD = bytes(x ^ 0x5C for x in range(256))
 
 
+def hmac_sha256(key: bytes, msg: bytes) -> bytes:
+    """One HMAC-SHA256 with a key used once (a key of at most 64 bytes): the same padded-key
+    construction without keeping the states, cheaper than hmac.digest's OpenSSL set-up."""
+    padded = key.ljust(_BLOCK, b"\0")
+    inner = hashlib.sha256(padded.translate(_IPAD) + msg).digest()
+    return hashlib.sha256(padded.translate(_OPAD) + inner).digest()
+
+
 class DeviceMac:
     """HMAC-SHA256 keyed with one device key. About 0.5 KB each (two OpenSSL hash states)."""
 

@@ -9,10 +9,22 @@ Wire format (HTTP on the private network, port `ngd_gateway_peer_port`):
                              "\\n" body)
     body: entries of 9 bytes each, big-endian: model (u8), device id (u32), seq (u32)
 
-A request whose signature does not verify gets 401, one older or newer than MAX_SKEW_S gets 403
+Every header is checked for its exact form before anything else (node: 1-64 of
+[A-Za-z0-9._-]; time: 1-16 ASCII digits; signature: 64 lower-case hex digits): a malformed one gets
+400. A request whose signature does not verify gets 401, one older or newer than MAX_SKEW_S gets 403
 (a captured request cannot be replayed later; replaying it within the window only re-marks the
-same entries, which is harmless). Entries are sent batched every `batch_interval_ms` (≤ 1 s lag);
-an empty request every HEARTBEAT_S keeps `nanogridata_peer_sync_up` truthful when idle.
+same entries, which is harmless). Only then is the body split into entries: a length that is not
+a multiple of 9 gets 400, more than the receiver's `max_batch` entries 413.
+
+Signed entries are still sanity-checked, because one wrong entry would hold for good: a mark
+moves the device's window, and every lower sequence is a duplicate from then on. An entry may
+advance a window this gateway holds by at most MAX_SEQ_ADVANCE; for a device it holds no window
+for, it may not fall into the last MAX_SEQ_ADVANCE sequence numbers. Refused entries are counted
+(`nanogridata_peer_sync_entries_refused_total{reason}`) and the request still answers 200, so the
+sender does not retry them for ever.
+
+Entries are sent batched every `batch_interval_ms` (≤ 1 s lag); an empty request every
+HEARTBEAT_S keeps `nanogridata_peer_sync_up` truthful when idle.
 """
 
 from __future__ import annotations
@@ -22,14 +34,18 @@ import collections
 import hashlib
 import hmac
 import logging
+import re
 import struct
 import time
+from collections.abc import Mapping
+from typing import Any
 
 import aiohttp
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
-from .delivery_config import PeerConfig
+from .delivery_config import NODE_NAME_RE, PeerConfig
 from .records import ReplayGuard
 from .spool import wait_event
 from .supervise import Supervisor
@@ -41,6 +57,94 @@ ENTRY = struct.Struct(">BII")
 MAX_SKEW_S = 30.0
 HEARTBEAT_S = 1.0
 _DOMAIN = b"nanogridata-peer/v1\n"
+SEQ_MAX = 0xFFFFFFFF
+# How far one peer entry may move a device's window: 2^24 frames is over six months of a frame a
+# second, far more than a device sends while its gateways are apart (the sender queues entries
+# while the peer is down), and 1/256 of the sequence space, so a stray entry cannot end a device.
+MAX_SEQ_ADVANCE = 1 << 24
+_TIME_RE = re.compile(r"[0-9]{1,16}")  # ms since the epoch: 13 digits until the year 2286
+_SIGNATURE_RE = re.compile(r"[0-9a-f]{64}")
+
+
+class PeerRequestError(Exception):
+    """A peer request refused before any entry was applied; `status` is the HTTP answer."""
+
+    def __init__(self, status: int, reason: str, text: str) -> None:
+        super().__init__(text)
+        self.status = status
+        self.reason = reason
+        self.text = text
+
+
+class _HttpErrorLog(logging.LoggerAdapter):  # type: ignore[type-arg]
+    """aiohttp's server logger: a request that is not valid HTTP (junk, a header over 8 KiB, no
+    Host) becomes one warning line and a count, not an ERROR with a traceback. Exceptions of our
+    own handler keep their traceback: those are bugs."""
+
+    def __init__(self, refused: Counter, peer: str) -> None:
+        super().__init__(logging.getLogger("aiohttp.server"), {})
+        self._refused = refused
+        self._peer = peer
+
+    def log(self, level: int, msg: object, *args: object, **kwargs: Any) -> None:
+        exc = kwargs.get("exc_info")
+        if isinstance(exc, HttpProcessingError):
+            self._refused.labels(self._peer, "bad_http").inc()
+            first_line = (str(exc.message).strip().splitlines() or [""])[0]
+            self.logger.log(
+                min(level, logging.WARNING),
+                "%s: bad HTTP: %s",
+                str(msg) % args if args else msg,
+                first_line[:200],
+            )
+            return
+        super().log(level, msg, *args, **kwargs)
+
+
+def check_headers(headers: Mapping[str, str]) -> tuple[str, int, str]:
+    """(node, time_ms, signature) when every header has its exact form; else PeerRequestError(400).
+
+    ASCII only, and lengths bounded before any conversion: a value like "²" passes str.isdigit
+    but not int(), and a 5,000-digit time would be converted at a cost the sender chooses."""
+    node = headers.get("X-Nanogridata-Node", "")
+    time_text = headers.get("X-Nanogridata-Time", "")
+    signature = headers.get("X-Nanogridata-Signature", "")
+    if not NODE_NAME_RE.fullmatch(node):
+        raise PeerRequestError(400, "bad_header", "missing or bad X-Nanogridata-Node (1-64 of A-Za-z0-9._-)")
+    if not _TIME_RE.fullmatch(time_text):
+        raise PeerRequestError(400, "bad_header", "missing or bad X-Nanogridata-Time (1-16 ASCII digits)")
+    if not _SIGNATURE_RE.fullmatch(signature):
+        raise PeerRequestError(
+            400, "bad_header", "missing or bad X-Nanogridata-Signature (64 lower-case hex digits)"
+        )
+    return node, int(time_text), signature
+
+
+def check_request(
+    secret: bytes, headers: Mapping[str, str], body: bytes, now_s: float, max_entries: int
+) -> list[tuple[int, int, int]]:
+    """The entries of an authentic, fresh, well-formed request; else PeerRequestError.
+
+    Order: header forms (400) -> signature (401) -> clock skew (403) -> body (400, 413). Nothing
+    of the body is interpreted before its signature verified."""
+    node, time_ms, signature = check_headers(headers)
+    if not hmac.compare_digest(sign(secret, node, time_ms, body).encode(), signature.encode()):
+        raise PeerRequestError(401, "bad_signature", "bad signature")
+    if abs(now_s - time_ms / 1000) > MAX_SKEW_S:
+        raise PeerRequestError(403, "skew", f"request time outside ±{MAX_SKEW_S:g}s")
+    if len(body) % ENTRY.size:
+        raise PeerRequestError(400, "bad_body", f"body length not a multiple of {ENTRY.size}")
+    if len(body) // ENTRY.size > max_entries:
+        raise PeerRequestError(413, "too_many", f"more than {max_entries} entries (peer.max_batch)")
+    return list(ENTRY.iter_unpack(body))
+
+
+def entry_refusal(top: int | None, seq: int) -> str | None:
+    """Why a signed entry must not be applied to a window whose highest sequence is `top`
+    (None: no window for the device yet), or None when it may."""
+    if top is None:
+        return "seq_end" if seq > SEQ_MAX - MAX_SEQ_ADVANCE else None
+    return "seq_jump" if seq > top + MAX_SEQ_ADVANCE else None
 
 
 def sign(secret: bytes, node: str, time_ms: int, body: bytes) -> str:
@@ -84,10 +188,25 @@ class PeerSync:
             ["peer"],
             registry=registry,
         ).labels(label)
+        self._refused_entries = Counter(
+            "nanogridata_peer_sync_entries_refused",
+            "Signed entries from the peer not applied: seq_jump (moves a window further than "
+            "MAX_SEQ_ADVANCE), seq_end (a new device at the end of the sequence space)",
+            ["peer", "reason"],
+            registry=registry,
+        )
+        self._refused_requests = Counter(
+            "nanogridata_peer_sync_requests_refused",
+            "Requests to the sync endpoint refused: bad_http, bad_header, bad_signature, skew, bad_body, "
+            "too_many",
+            ["peer", "reason"],
+            registry=registry,
+        )
         self._lag.set_function(self._oldest_age)
         # (model, device, seq, monotonic time accepted)
         self._queue: collections.deque[tuple[int, int, int, float]] = collections.deque()
         self._dropped = 0
+        self._refused_total = 0
         self._is_up = False
         self._stop_event = asyncio.Event()
         self._wake = asyncio.Event()
@@ -170,33 +289,52 @@ class PeerSync:
     # --- incoming ----------------------------------------------------------------------
 
     async def _handle(self, request: web.Request) -> web.Response:
-        body = await request.read()
-        node = request.headers.get("X-Nanogridata-Node", "")
-        time_text = request.headers.get("X-Nanogridata-Time", "")
-        signature = request.headers.get("X-Nanogridata-Signature", "")
-        if not time_text.isdigit():
-            return web.Response(status=401, text="missing or bad X-Nanogridata-Time")
-        expected = sign(self.config.secret, node, int(time_text), body)
-        if not hmac.compare_digest(expected, signature):
-            return web.Response(status=401, text="bad signature")
-        if abs(time.time() - int(time_text) / 1000) > MAX_SKEW_S:
-            return web.Response(status=403, text=f"request time outside ±{MAX_SKEW_S:g}s")
-        if len(body) % ENTRY.size:
-            return web.Response(status=400, text=f"body length not a multiple of {ENTRY.size}")
-        mark = self.replay.mark
-        count = 0
-        for model_id, device_id, seq in ENTRY.iter_unpack(body):
-            mark(model_id, device_id, seq)
-            count += 1
-        self._received.inc(count)
-        return web.Response(text=f"applied {count}\n")
+        try:
+            check_headers(request.headers)  # junk is refused before its body is read
+            body = await request.read()
+            entries = check_request(
+                self.config.secret, request.headers, body, time.time(), self.config.max_batch
+            )
+        except PeerRequestError as exc:
+            self._refused_requests.labels(self.config.peer_name, exc.reason).inc()
+            return web.Response(status=exc.status, text=exc.text + "\n")
+        applied, refused = self.apply(entries)
+        return web.Response(text=f"applied {applied} refused {refused}\n")
+
+    def apply(self, entries: list[tuple[int, int, int]]) -> tuple[int, int]:
+        """Mark the sane entries in the replay windows: (applied, refused)."""
+        replay = self.replay
+        applied = refused = 0
+        for model_id, device_id, seq in entries:
+            reason = entry_refusal(replay.top(model_id, device_id), seq)
+            if reason is None:
+                replay.mark(model_id, device_id, seq)
+                applied += 1
+            else:
+                refused += 1
+                self._refused_entries.labels(self.config.peer_name, reason).inc()
+                self._refused_total += 1
+                if self._refused_total in (1, 1000) or self._refused_total % 100_000 == 0:
+                    log.warning(
+                        "peer %s: entry refused (%s), %d so far: model %#04x device %d seq %d",
+                        self.config.peer_name,
+                        reason,
+                        self._refused_total,
+                        model_id,
+                        device_id,
+                        seq,
+                    )
+        self._received.inc(applied)
+        return applied, refused
 
     # --- lifecycle ---------------------------------------------------------------------
 
     async def start(self) -> None:
         app = web.Application(client_max_size=ENTRY.size * self.config.max_batch + 1024)
         app.router.add_post(PATH, self._handle)
-        self._runner = web.AppRunner(app, access_log=None)
+        self._runner = web.AppRunner(
+            app, access_log=None, logger=_HttpErrorLog(self._refused_requests, self.config.peer_name)
+        )
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.config.listen_host, self.config.listen_port, reuse_address=True)
         await site.start()

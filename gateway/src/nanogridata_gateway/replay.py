@@ -54,6 +54,11 @@ class ReplayWindows:
             return True  # too old to tell: treated as already seen
         return bool((window[1] >> diff) & 1)
 
+    def top(self, model_id: int, device_id: int) -> int | None:
+        """The highest accepted sequence of the device, None when it has no window yet."""
+        window = self._windows.get((model_id << 32) | device_id)
+        return None if window is None else window[0]
+
     def mark(self, model_id: int, device_id: int, seq: int) -> None:
         key = (model_id << 32) | device_id
         window = self._windows.get(key)

@@ -14,7 +14,8 @@ SINKS: dict[str, Any] = {
     "cycle": {"type": "jsonl", "path": "/tmp/cycle.jsonl"},
     "vm": {"type": "influx_line", "url": "http://127.0.0.1:8428/write", "batch_size": 5000},
 }
-SECRET = "ab" * 32
+# as `nanogridata-gateway keygen` makes them: the loader refuses patterns like "ab" * 32
+SECRET = "85ef61e36deb0d3194c19ec72b96e8d7e527a6f6260d5618986c677d59c188ea"
 
 
 def test_defaults_route_like_the_original_design() -> None:
@@ -101,6 +102,47 @@ def test_sizes_and_peer_secret_from_env() -> None:
             {"sinks": SINKS, "peer": {"url": "http://a:1", "listen": "b", "secret": SECRET}},
             "peer.listen",
             "host:port",
+        ),
+        (
+            {"sinks": SINKS, "peer": {"url": "http://a:1", "listen": "b:²", "secret": SECRET}},
+            "peer.listen",
+            "host:port",
+        ),
+        (
+            {"sinks": SINKS, "peer": {"url": "http://a:1", "listen": "b:2", "secret": "00" * 32}},
+            "peer.secret",
+            "keygen",
+        ),
+        (
+            {
+                "sinks": SINKS,
+                "peer": {"url": "http://a:1", "listen": "b:2", "secret": SECRET, "node_name": "gw ä"},
+            },
+            "peer.node_name",
+            "A-Z a-z 0-9",
+        ),
+        ({"sinks": SINKS, "spool": {"max_bytes": "9" * 400}}, "spool.max_bytes", "1GiB"),
+        ({"sinks": SINKS, "spool": {"max_bytes": "1e3GiB"}}, "spool.max_bytes", "1GiB"),
+        ({"sinks": SINKS, "routes": {"TELEMETRY": [{"a": 1}]}}, "routes.TELEMETRY", "sink names"),
+        (
+            {"sinks": {**SINKS, "x": {"type": "http_json", "url": "http://[::1"}}},
+            "sinks.x.url",
+            "http://host:port/path",
+        ),
+        (
+            {
+                "sinks": {
+                    **SINKS,
+                    "x": {"type": "http_json", "url": "http://a/", "headers": {"X-A": "1\r\nX-B: 2"}},
+                }
+            },
+            "sinks.x.headers.X-A",
+            "without control characters",
+        ),
+        (
+            {"sinks": {**SINKS, "x": {"type": "http_json", "url": "http://a/", "headers": {"X A": "1"}}}},
+            "sinks.x.headers.X A",
+            "letters, digits",
         ),
     ],
 )

@@ -23,7 +23,8 @@ from conftest import VictoriaMetrics, free_port
 
 pytestmark = pytest.mark.integration
 
-SECRET_HEX = "5a" * 32
+# as `nanogridata-gateway keygen` makes them: the loader refuses patterns like "ab" * 32
+SECRET_HEX = "5a0bf09040d5c25d4c7b8486b203b48e91943ffbd3f28f295b5eab8bdab6f38b"
 SERIES = '{__name__="nanogridata_0x10_p"}'  # the simulator's "pressure" profile has field p
 
 

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import logging
 import os
+import socket
 import time
 import urllib.error
 import urllib.request
@@ -14,7 +17,7 @@ from prometheus_client import CollectorRegistry
 
 from nanogridata_gateway.delivery import open_store
 from nanogridata_gateway.delivery_config import PeerConfig, parse_delivery_config
-from nanogridata_gateway.peer import ENTRY, PATH, PeerSync, sign
+from nanogridata_gateway.peer import ENTRY, MAX_SEQ_ADVANCE, PATH, PeerSync, sign
 from nanogridata_gateway.replay import ReplayWindows
 
 from conftest import delivery_raw, free_port, make_record, metric, wait_for
@@ -181,3 +184,187 @@ def test_stale_or_forged_requests_are_rejected() -> None:
         await b.close()
 
     asyncio.run(run())
+
+
+def _raw_post(port: int, headers: list[tuple[bytes, bytes]], body: bytes) -> tuple[int, bytes]:
+    """POST with header bytes exactly as given (urllib would refuse or re-encode the junk)."""
+    head = b"POST " + PATH.encode() + b" HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n"
+    head += b"".join(name + b": " + value + b"\r\n" for name, value in headers)
+    head += b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n"
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.sendall(head + body)
+        answer = b""
+        while chunk := sock.recv(65536):
+            answer += chunk
+    status_line, _, rest = answer.partition(b"\r\n")
+    return int(status_line.split()[1]), rest.partition(b"\r\n\r\n")[2]
+
+
+def _signed(secret: bytes, body: bytes) -> list[tuple[bytes, bytes]]:
+    now = int(time.time() * 1000)
+    return [
+        (b"X-Nanogridata-Node", b"gw-a"),
+        (b"X-Nanogridata-Time", str(now).encode()),
+        (b"X-Nanogridata-Signature", sign(secret, "gw-a", now, body).encode()),
+    ]
+
+
+def test_junk_headers_get_400_before_the_signature_is_checked(caplog: Any) -> None:
+    """A header that is not exactly of its form is refused with 400 and counted, never a 500
+    and a traceback: '²' passes str.isdigit but not int(), a 5,000-digit time, non-ASCII in
+    the signature or the node name, a signature of the wrong length or case."""
+    secret = os.urandom(32)
+    _, config_b = _pair(secret, secret)
+    body = ENTRY.pack(0x10, 1, 9)
+    now = int(time.time() * 1000)
+    good = sign(secret, "gw-a", now, body).encode()
+    node, stamp = b"gw-a", str(now).encode()
+    N, T, S = b"X-Nanogridata-Node", b"X-Nanogridata-Time", b"X-Nanogridata-Signature"
+    cases = {
+        "superscript time": [(N, node), (T, "²".encode()), (S, good)],
+        "5000-digit time": [(N, node), (T, b"9" * 5000), (S, good)],
+        "negative time": [(N, node), (T, b"-" + stamp), (S, good)],
+        "non-ASCII signature": [(N, node), (T, stamp), (S, "é".encode() * 32)],
+        "short signature": [(N, node), (T, stamp), (S, good[:-2])],
+        "upper-case signature": [(N, node), (T, stamp), (S, good.upper())],
+        "non-ASCII node": [(N, "gw-ä".encode()), (T, stamp), (S, good)],
+        "latin-1 node": [(N, b"gw-\xe4"), (T, stamp), (S, good)],
+        "no headers": [],
+    }
+
+    async def run() -> None:
+        guard = ReplayWindows()
+        registry = CollectorRegistry()
+        b = PeerSync(config_b, guard, registry)
+        await b.start()
+        try:
+            for what, headers in cases.items():
+                status, text = await asyncio.to_thread(_raw_post, config_b.listen_port, headers, body)
+                assert status == 400, (what, status, text)
+                assert b"X-Nanogridata-" in text, (what, text)
+            refused = metric(
+                registry, "nanogridata_peer_sync_requests_refused_total", peer="gw-a", reason="bad_header"
+            )
+            assert refused == len(cases)
+            assert not guard.seen(0x10, 1, 9)
+            good_headers = [(N, node), (T, stamp), (S, good)]
+            assert (await asyncio.to_thread(_raw_post, config_b.listen_port, good_headers, body))[0] == 200
+            assert guard.seen(0x10, 1, 9)
+        finally:
+            await b.close()
+
+    with caplog.at_level(logging.DEBUG):
+        asyncio.run(run())
+    assert "Traceback" not in caplog.text and "Error handling request" not in caplog.text
+
+
+def test_signed_entries_that_would_block_a_device_are_refused_and_counted() -> None:
+    """One signed entry with seq 2^32-1 used to park the device at the end of its sequence space:
+    every later frame was a DUPLICATE for good. Entries that jump a known window too far, or
+    start a new one in the last MAX_SEQ_ADVANCE numbers, are refused and counted; the request
+    still answers 200 (the sender must not retry them) and the sane entries are applied."""
+    secret = os.urandom(32)
+    _, config_b = _pair(secret, secret)
+
+    async def run() -> None:
+        guard = ReplayWindows()
+        guard.mark(0x10, 1, 1000)
+        registry = CollectorRegistry()
+        b = PeerSync(config_b, guard, registry)
+        await b.start()
+        try:
+            body = b"".join(
+                ENTRY.pack(*entry)
+                for entry in [
+                    (0x10, 1, 0xFFFFFFFF),  # known device, jumps by ~2^32
+                    (0x10, 2, 0xFFFFFFFF),  # new device at the very end
+                    (0x10, 1, 1000 + MAX_SEQ_ADVANCE),  # the largest jump allowed
+                    (0x10, 3, 0xFFFFFFFF - MAX_SEQ_ADVANCE),  # the highest start allowed
+                ]
+            )
+            status, text = await asyncio.to_thread(
+                _raw_post, config_b.listen_port, _signed(secret, body), body
+            )
+            assert status == 200 and b"applied 2 refused 2" in text, text
+        finally:
+            await b.close()
+        assert guard.top(0x10, 1) == 1000 + MAX_SEQ_ADVANCE
+        assert not guard.seen(0x10, 1, 1001 + MAX_SEQ_ADVANCE)  # device 1 goes on
+        assert guard.top(0x10, 2) is None  # device 2 is not parked
+        assert not guard.seen(0x10, 2, 5)
+        assert guard.top(0x10, 3) == 0xFFFFFFFF - MAX_SEQ_ADVANCE
+        name = "nanogridata_peer_sync_entries_refused_total"
+        assert metric(registry, name, peer="gw-a", reason="seq_jump") == 1
+        assert metric(registry, name, peer="gw-a", reason="seq_end") == 1
+        assert metric(registry, "nanogridata_peer_sync_entries_received_total", peer="gw-a") == 2
+
+    asyncio.run(run())
+
+
+def test_more_entries_than_max_batch_are_refused_whole() -> None:
+    secret = os.urandom(32)
+    _, config_b = _pair(secret, secret)
+    config_b = dataclasses.replace(config_b, max_batch=3)
+
+    async def run() -> None:
+        guard = ReplayWindows()
+        registry = CollectorRegistry()
+        b = PeerSync(config_b, guard, registry)
+        await b.start()
+        try:
+            for count, expected in ((3, 200), (4, 413)):
+                body = b"".join(ENTRY.pack(0x20, 7, seq) for seq in range(count))
+                status, _ = await asyncio.to_thread(
+                    _raw_post, config_b.listen_port, _signed(secret, body), body
+                )
+                assert status == expected, count
+        finally:
+            await b.close()
+        assert guard.top(0x20, 7) == 2
+        name = "nanogridata_peer_sync_requests_refused_total"
+        assert metric(registry, name, peer="gw-a", reason="too_many") == 1
+
+    asyncio.run(run())
+
+
+def _raw_exchange(port: int, data: bytes) -> bytes:
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.sendall(data)
+        answer = b""
+        while chunk := sock.recv(65536):
+            answer += chunk
+    return answer
+
+
+def test_requests_that_are_not_http_get_400_and_a_log_line_without_traceback(caplog: Any) -> None:
+    secret = os.urandom(32)
+    _, config_b = _pair(secret, secret)
+    junk = [
+        b"\x00\xff\x16\x03\x01 not http\r\n\r\n",
+        b"POST "
+        + PATH.encode()
+        + b" HTTP/1.1\r\nHost: x\r\nX-Nanogridata-Time: "
+        + b"9" * 9000
+        + b"\r\n\r\n",
+        b"POST " + PATH.encode() + b" HTTP/1.1\r\nContent-Length: 1\r\n\r\nx",  # no Host
+        b"POST " + PATH.encode() + b" HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
+    ]
+
+    async def run() -> None:
+        registry = CollectorRegistry()
+        b = PeerSync(config_b, ReplayWindows(), registry)
+        await b.start()
+        try:
+            for data in junk:
+                answer = await asyncio.to_thread(_raw_exchange, config_b.listen_port, data)
+                assert answer.split(b" ", 2)[1] == b"400", (data[:40], answer[:80])
+        finally:
+            await b.close()
+        refused = metric(
+            registry, "nanogridata_peer_sync_requests_refused_total", peer="gw-a", reason="bad_http"
+        )
+        assert refused == len(junk)
+
+    with caplog.at_level(logging.DEBUG):
+        asyncio.run(run())
+    assert not [r for r in caplog.records if r.exc_info or r.levelno >= logging.ERROR], caplog.text
