@@ -47,7 +47,7 @@ def delivery_store_factory(config: GatewayConfig, replay: ReplayGuard, registry:
     """The real store: the delivery spool (`delivery.open_store`)."""
     from .delivery import open_store  # noqa: PLC0415 - the delivery package is built in parallel
 
-    store: Store = open_store(config.delivery, replay, registry)
+    store: Store = open_store(config.delivery, replay, registry, models=config.models.keys())
     return store
 
 

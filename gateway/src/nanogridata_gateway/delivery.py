@@ -13,7 +13,7 @@ import asyncio
 import contextlib
 import logging
 import os
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from concurrent.futures import ThreadPoolExecutor
 
 from prometheus_client import CollectorRegistry
@@ -38,7 +38,13 @@ CLOSE_GRACE_S = 2.0
 class DeliveryStore:
     """Implements records.Store."""
 
-    def __init__(self, config: DeliveryConfig, replay: ReplayGuard, registry: CollectorRegistry) -> None:
+    def __init__(
+        self,
+        config: DeliveryConfig,
+        replay: ReplayGuard,
+        registry: CollectorRegistry,
+        models: Collection[int] | None = None,
+    ) -> None:
         self.config = config
         names = spool_sink_names(config)
         for unused in sorted(set(names) - set(routed_sink_names(config)) - {LOCAL_SINK}):
@@ -71,7 +77,7 @@ class DeliveryStore:
                 dead_letters,
                 self._pool,
             )
-        self.peer = PeerSync(config.peer, replay, registry) if config.peer else None
+        self.peer = PeerSync(config.peer, replay, registry, models) if config.peer else None
         self._collector: asyncio.Task[None] | None = None
         self._started = False
         self._closed = False
@@ -152,6 +158,12 @@ def check_spool(config: DeliveryConfig) -> None:
     refuse_orphans(orphaned_sinks(config.spool.path, spool_sink_names(config)), config.spool.drop_sinks)
 
 
-def open_store(config: DeliveryConfig, replay: ReplayGuard, registry: CollectorRegistry) -> DeliveryStore:
-    """Open (or recover) the spool; `await store.start()` starts sinks and peer sync."""
-    return DeliveryStore(config, replay, registry)
+def open_store(
+    config: DeliveryConfig,
+    replay: ReplayGuard,
+    registry: CollectorRegistry,
+    models: Collection[int] | None = None,
+) -> DeliveryStore:
+    """Open (or recover) the spool; `await store.start()` starts sinks and peer sync. `models`: the
+    model ids the gateway serves (peer entries of other models are refused)."""
+    return DeliveryStore(config, replay, registry, models)

@@ -37,7 +37,7 @@ import logging
 import re
 import struct
 import time
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from typing import Any
 
 import aiohttp
@@ -153,9 +153,18 @@ def sign(secret: bytes, node: str, time_ms: int, body: bytes) -> str:
 
 
 class PeerSync:
-    def __init__(self, config: PeerConfig, replay: ReplayGuard, registry: CollectorRegistry) -> None:
+    def __init__(
+        self,
+        config: PeerConfig,
+        replay: ReplayGuard,
+        registry: CollectorRegistry,
+        models: Collection[int] | None = None,
+    ) -> None:
+        """`models`: the model ids this gateway serves; entries of any other model are refused
+        (None: every model, for tests of the exchange alone)."""
         self.config = config
         self.replay = replay
+        self._models = None if models is None else frozenset(models)
         self.supervisor = Supervisor.of(registry)
         label = config.peer_name
         self._up = Gauge(
@@ -191,7 +200,8 @@ class PeerSync:
         self._refused_entries = Counter(
             "nanogridata_peer_sync_entries_refused",
             "Signed entries from the peer not applied: seq_jump (moves a window further than "
-            "MAX_SEQ_ADVANCE), seq_end (a new device at the end of the sequence space)",
+            "MAX_SEQ_ADVANCE), seq_end (a new device at the end of the sequence space), "
+            "unknown_model (a model this gateway does not serve: its windows would only cost memory)",
             ["peer", "reason"],
             registry=registry,
         )
@@ -305,8 +315,12 @@ class PeerSync:
         """Mark the sane entries in the replay windows: (applied, refused)."""
         replay = self.replay
         applied = refused = 0
+        models = self._models
         for model_id, device_id, seq in entries:
-            reason = entry_refusal(replay.top(model_id, device_id), seq)
+            if models is not None and model_id not in models:
+                reason: str | None = "unknown_model"
+            else:
+                reason = entry_refusal(replay.top(model_id, device_id), seq)
             if reason is None:
                 replay.mark(model_id, device_id, seq)
                 applied += 1

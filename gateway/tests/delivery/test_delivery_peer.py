@@ -301,6 +301,33 @@ def test_signed_entries_that_would_block_a_device_are_refused_and_counted() -> N
     asyncio.run(run())
 
 
+def test_signed_entries_of_a_model_this_gateway_does_not_serve_are_refused() -> None:
+    """A holder of the pair secret could otherwise grow the replay windows (memory) with devices
+    of models no device of this gateway can be."""
+    secret = os.urandom(32)
+    _, config_b = _pair(secret, secret)
+
+    async def run() -> None:
+        guard = ReplayWindows()
+        registry = CollectorRegistry()
+        b = PeerSync(config_b, guard, registry, models={0x10})
+        await b.start()
+        try:
+            body = ENTRY.pack(0x10, 1, 7) + ENTRY.pack(0x77, 1, 7)
+            status, text = await asyncio.to_thread(
+                _raw_post, config_b.listen_port, _signed(secret, body), body
+            )
+            assert status == 200 and b"applied 1 refused 1" in text, text
+        finally:
+            await b.close()
+        assert guard.seen(0x10, 1, 7)
+        assert guard.top(0x77, 1) is None
+        name = "nanogridata_peer_sync_entries_refused_total"
+        assert metric(registry, name, peer="gw-a", reason="unknown_model") == 1
+
+    asyncio.run(run())
+
+
 def test_more_entries_than_max_batch_are_refused_whole() -> None:
     secret = os.urandom(32)
     _, config_b = _pair(secret, secret)
