@@ -6,6 +6,9 @@ import asyncio
 import contextlib
 from pathlib import Path
 
+import pytest
+
+from nanogridata_gateway import sim
 from nanogridata_gateway.app import Gateway
 from nanogridata_gateway.sim import OpenLoopPacer, SimConfig, Simulator, exit_code, make_payload, pacing_tick
 
@@ -251,3 +254,9 @@ def test_a_connection_without_acks_is_dropped_and_its_frames_resent(tmp_path: Pa
             assert rc["count"] >= 5 and rc["p50"] >= 500.0
 
     asyncio.run(scenario())
+
+
+def test_a_secret_that_is_not_hex_is_a_clear_error_not_a_traceback() -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        sim.main(["--port", "1", "--secret-hex", "zz-not-hex", "--duration", "1"])
+    assert "not hex" in str(exit_info.value.code)

@@ -597,7 +597,10 @@ def _load_secret(args: argparse.Namespace, model_id: int) -> bytes:
             "nanogridata-sim: no model secret: use --secret-hex, $NANOGRIDATA_SECRET_MODEL_XX "
             "or --config/--secrets"
         )
-    return bytes.fromhex(text)
+    try:
+        return bytes.fromhex(text)
+    except ValueError as exc:
+        raise SystemExit(f"nanogridata-sim: the model secret is not hex ({exc})") from None
 
 
 def build_parser() -> argparse.ArgumentParser:
