@@ -21,12 +21,13 @@ Scenarios (1,000 connections, 100-byte CBOR payloads, 16-byte tags; each cell ge
   open-2k    open loop, 2,000 frames/s
   idle-5k    5,000 idle connections held (RSS only)
 
-Columns: conns = connections up in the cell; acked/s = ACKs (OK or DUPLICATE; PUBACK; echo reply)
-received inside the measured window / its length; p50/p99/p99.9 = ACK latency in ms over every frame
-sent in the window (closed loop: from the write of the frame; open loop: from its intended send
-time, so queueing in the server shows instead of slowing the sender); srv µs/f = the server process'
-CPU (utime+stime from /proc/PID/stat) over the window / the frames acked in it; srv core = that CPU
-/ the window; RSS = the server's VmRSS at the end of the window (idle-5k: with every connection up);
+Columns: conns = connections up in the cell; offered = frames in flight per connection (closed loop)
+or the total rate (open loop); acked/s = ACKs (OK or DUPLICATE; PUBACK; echo reply) received inside
+the measured window / its length; p50/p99/p99.9 = ACK latency in ms over every frame sent in the
+window (closed loop: from the write of the frame; open loop: from its intended send time, so
+queueing in the server shows instead of slowing the sender); srv µs/f = the server process' CPU
+(utime+stime from /proc/PID/stat) over the window / the frames acked in it; srv core = that CPU /
+the window; RSS = the server's VmRSS at the end of the window (idle-5k: with every connection up);
 down µs/f = CPU of the downstream process per frame (VictoriaMetrics; the Mosquitto subscriber), not
 included in srv; lg core = the load generator's own CPU (getrusage) / the window, to show it is not
 the bottleneck; errors = bad tags, malformed or unexpected ACKs, BUSY, STALE, INVALID, unanswered
@@ -405,8 +406,27 @@ def errors_of(cell: dict[str, Any]) -> str:
     return ",".join(f"{k}={v}" for k, v in errs.items()) or "0"
 
 
+def offered(report: dict[str, Any]) -> str:
+    if report.get("mode") == "idle":
+        return "idle"
+    if "rate_target_per_s" in report:
+        return f"{report['rate_target_per_s']:,.0f}/s"
+    return f"{report.get('inflight_per_connection')} in flight"
+
+
 def table(cells: list[dict[str, Any]]) -> str:
-    head = ["scenario", "server", "conns", "acked/s", "p50 ms", "p99 ms", "p99.9 ms", "srv µs/f", "srv core"]
+    head = [
+        "scenario",
+        "server",
+        "conns",
+        "offered",
+        "acked/s",
+        "p50 ms",
+        "p99 ms",
+        "p99.9 ms",
+        "srv µs/f",
+        "srv core",
+    ]
     head += ["RSS MB", "down µs/f", "lg core", "errors"]
     rows = [head]
     for c in cells:
@@ -416,6 +436,7 @@ def table(cells: list[dict[str, Any]]) -> str:
                 c["scenario"],
                 c["server"],
                 fmt(c.get("connections")),
+                offered(c["loadgen"]),
                 fmt(c.get("acked_per_s"), ","),
                 fmt(lat.get("p50")),
                 fmt(lat.get("p99")),
