@@ -28,10 +28,12 @@ window (closed loop: from the write of the frame; open loop: from its intended s
 queueing in the server shows instead of slowing the sender); srv µs/f = the server process' CPU
 (utime+stime from /proc/PID/stat) over the window / the frames acked in it; srv core = that CPU /
 the window; RSS = the server's VmRSS at the end of the window (idle-5k: with every connection up);
-down µs/f = CPU of the downstream process per frame (VictoriaMetrics; the Mosquitto subscriber), not
-included in srv; lg core = the load generator's own CPU (getrusage) / the window, to show it is not
-the bottleneck; errors = bad tags, malformed or unexpected ACKs, BUSY, STALE, INVALID, unanswered
-after the drain, connection errors (0 expected).
+backlog = records in the gateway's spool at the end of the window (nanogridata_spool_records: what
+the sinks had not delivered yet, work not in srv µs/f); down µs/f = CPU of the downstream process
+per frame (VictoriaMetrics; the Mosquitto subscriber), not included in srv; lg core = the load
+generator's own CPU (getrusage) / the window, to show it is not the bottleneck; errors = bad tags,
+malformed or unexpected ACKs, BUSY, STALE, INVALID, unanswered after the drain, connection errors (0
+expected).
 
 Needs: Go (/usr/local/go/bin or PATH) to build the load generator; the Debian packages
 victoria-metrics, mosquitto and mosquitto-clients (`source scripts/lib/common.sh && ensure_apt
@@ -427,7 +429,7 @@ def table(cells: list[dict[str, Any]]) -> str:
         "srv µs/f",
         "srv core",
     ]
-    head += ["RSS MB", "down µs/f", "lg core", "errors"]
+    head += ["RSS MB", "backlog", "down µs/f", "lg core", "errors"]
     rows = [head]
     for c in cells:
         lat = c.get("latency_ms", {})
@@ -444,6 +446,7 @@ def table(cells: list[dict[str, Any]]) -> str:
                 fmt(c.get("server_cpu_us_per_frame")),
                 fmt(c.get("server_core_share")),
                 fmt(c["server_rss_mb"]),
+                fmt(c.get("spool_records_at_end"), ",.0f"),
                 fmt(c.get("downstream_cpu_us_per_frame")),
                 fmt(c["loadgen"].get("loadgen_cpu_core_share"), ".2f"),
                 errors_of(c),
