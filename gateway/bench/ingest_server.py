@@ -31,7 +31,11 @@ FRAME, ANSWER = 110, b"\x00" * 16
 
 
 class Echo(asyncio.Protocol):
-    """Answers 16 bytes per complete 110-byte frame: the least a Python server can do per frame."""
+    """Answers 16 bytes per complete 110-byte frame (--frame, --answer change the sizes): the
+    least a Python server can do per frame."""
+
+    frame = FRAME
+    answer = ANSWER
 
     def __init__(self) -> None:
         self.pending = 0
@@ -42,9 +46,9 @@ class Echo(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         self.pending += len(data)
-        frames, self.pending = divmod(self.pending, FRAME)
+        frames, self.pending = divmod(self.pending, self.frame)
         if frames:
-            self.transport.write(ANSWER * frames)
+            self.transport.write(self.answer * frames)
 
 
 class SpoolStore:
@@ -166,7 +170,10 @@ def main() -> int:
     ap.add_argument(
         "--commit-interval-ms", type=float, help="spool.commit_interval_ms (default: the config default)"
     )
+    ap.add_argument("--frame", type=int, default=FRAME, help="echo: bytes per frame")
+    ap.add_argument("--answer", type=int, default=len(ANSWER), help="echo: bytes answered per frame")
     args = ap.parse_args()
+    Echo.frame, Echo.answer = args.frame, b"\x00" * args.answer
     uvloop.install()
     asyncio.run(echo(args.port) if args.mode == "echo" else gateway(args))
     return 0

@@ -28,4 +28,9 @@ basetemp="$(mktemp -d)"
 trap 'rm -rf "$basetemp"' EXIT
 timeout 900 pytest -p no:cacheprovider --basetemp "$basetemp" --durations=5 -m integration tests \
   || die "gateway integration tests failed"
+# A smoke run of the product benchmark against its echo floor only (short cells, few
+# connections): the driver and the load generator work end to end; the figures are not judged.
+log "bench_pipeline.py --quick --servers echo (smoke)"
+timeout 120 python3 bench/bench_pipeline.py --quick --servers echo --no-pin \
+  || die "the benchmark smoke run failed"
 ok "gateway integration tests passed"

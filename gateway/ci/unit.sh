@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Gateway unit stage: pytest over gateway/tests (vectors, properties, fuzz, real-TCP server tests,
-# config, simulator). Hypothesis runs the bounded "ci" profile; the fuzz run is bounded too.
+# config, simulator) and go test over the benchmark's load generator. Hypothesis runs the bounded
+# "ci" profile; the fuzz run is bounded too.
 set -euo pipefail
 # shellcheck source=/dev/null  # common.sh lives at the repository root, checked on its own
 source "${REPO_ROOT:-$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)}/scripts/lib/common.sh"
@@ -27,4 +28,9 @@ if [[ -d tests/delivery ]]; then
     tests/delivery \
     || die "gateway delivery unit tests failed (or timed out)"
 fi
+GO="$(command -v go || echo /usr/local/go/bin/go)"
+[[ -x "$GO" ]] || die "Go not found (PATH or /usr/local/go/bin): gateway/bench/loadgen needs it"
+log "go test (gateway/bench/loadgen: frame encoding and ACK verification against docs/protocol-vectors.json)"
+(cd bench/loadgen && "$GO" mod download -x && timeout 600 "$GO" test ./...) \
+  || die "gateway/bench/loadgen go test failed"
 ok "gateway unit tests passed"
