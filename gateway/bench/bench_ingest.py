@@ -39,7 +39,7 @@ from pathlib import Path
 from typing import Any
 
 HERE = Path(__file__).resolve().parent
-SECRET_HEX = "5a" * 32  # throw-away benchmark secret
+SECRET_HEX = "c85e1b3a9f20d74e6b1c8a05f3d9e27b4a6c0f18e5b2d93a7c4f061e8b3d5a92"  # throw-away benchmark secret
 ECHO_PORT, GW_PORT, GW_HTTP = 25801, 25802, 25803
 # --pin: server on CPU 0, simulator on CPU 1. Off by default: on a machine shared with other jobs
 # a pinned process waits for its one core while the other may be idle (measured: p50 300 ms

@@ -29,7 +29,7 @@ from nanogridata_gateway.codec import Ack, build_frame, verify_ack
 from nanogridata_gateway.keys import derive_device_key
 from nanogridata_gateway.protocol import AckStatus
 
-SECRET_HEX = "c3" * 32
+SECRET_HEX = "9d41c2e07a5b3f68e1d02c94b7a6f35e08c1d7b24f9ea36150d8c7b2e4fa0913"
 KEY = derive_device_key(bytes.fromhex(SECRET_HEX), 0x10, 5)
 ENV = dict(os.environ, NANOGRIDATA_SECRET_MODEL_10=SECRET_HEX)
 # Inside the namespace: mount the tmpfs on the state directory, run the gateway, keep its state

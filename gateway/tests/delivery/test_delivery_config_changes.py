@@ -122,7 +122,11 @@ COMMAND = ["local"]
 
 
 def _run_cli(command: str, config: Path) -> subprocess.CompletedProcess[str]:
-    env = dict(os.environ, PYTHONPATH=str(GATEWAY_SRC), NANOGRIDATA_SECRET_MODEL_10="c3" * 32)
+    env = dict(
+        os.environ,
+        PYTHONPATH=str(GATEWAY_SRC),
+        NANOGRIDATA_SECRET_MODEL_10="6be2a0f4c91d58e3b7024fd6a1c83e9b50f7d2a46c1e89b3f0a5d7c2e94b6183",
+    )
     return subprocess.run(
         [sys.executable, "-m", "nanogridata_gateway.cli", command, "-c", str(config)],
         check=False,
