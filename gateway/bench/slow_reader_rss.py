@@ -42,7 +42,7 @@ def rss_kb(pid: int) -> int:
     raise RuntimeError("no VmRSS")
 
 
-def config(tmp: Path, data_port: int, http_port: int) -> Path:
+def config(tmp: Path, data_port: int, http_port: int, server_extra: str = "") -> Path:
     cfg = tmp / "gateway.toml"
     cfg.write_text(f"""
 [server]
@@ -51,6 +51,7 @@ data_port = {data_port}
 metrics_host = "127.0.0.1"
 metrics_port = {http_port}
 rate_limit_per_s = 0
+{server_extra}
 [state]
 dir = "{tmp / "state"}"
 [log]
