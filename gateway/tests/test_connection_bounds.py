@@ -288,14 +288,32 @@ async def flood_without_reading(dev: Device, frame: bytes, stop: asyncio.Event) 
         return
 
 
-async def connect_small_window(dev: Device, port: int) -> None:
-    """Connect with a small receive buffer: a device that does not read fills it (and then the
-    gateway's socket buffer) after a few kB of ACKs instead of megabytes."""
+async def connect_small_window(dev: Device, gw: Any) -> None:
+    """Connect with small socket buffers on both ends: a device that does not read fills them
+    after a few kB of ACKs instead of megabytes (kernel buffers are bounded, but large)."""
     sock = socket.socket()
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
     sock.setblocking(False)
-    await asyncio.get_running_loop().sock_connect(sock, ("127.0.0.1", port))
+    before = set(gw.server.connections)
+    await asyncio.get_running_loop().sock_connect(sock, ("127.0.0.1", gw.server.port))
     dev.reader, dev.writer = await asyncio.open_connection(sock=sock)
+    await wait_for(lambda: set(gw.server.connections) - before)
+    [conn] = set(gw.server.connections) - before
+    conn.transport.get_extra_info("socket").setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+
+
+async def reading_stopped(gw: Any, quiet: float = 0.5, timeout: float = 60.0) -> None:
+    """Wait until the gateway has read nothing for `quiet` seconds."""
+    loop = asyncio.get_running_loop()
+    last, since = -1, loop.time()
+    async with asyncio.timeout(timeout):
+        while True:
+            received = gw.server.metrics.bytes_received
+            if received != last:
+                last, since = received, loop.time()
+            elif loop.time() - since >= quiet:
+                return
+            await asyncio.sleep(0.02)
 
 
 def write_buffered(gw: Any) -> int:
@@ -307,13 +325,14 @@ def test_a_device_that_reads_no_acks_stops_being_read_and_can_resume(tmp_path: P
         cfg = make_config(tmp_path, rate_limit_per_s=0, max_write_buffer_bytes=16384)
         async with running_gateway(cfg) as (gw, _):
             dev = Device(64)
-            await connect_small_window(dev, gw.server.port)
+            await connect_small_window(dev, gw)
             frame = dev.frame(1)
             await dev.send(frame)
             assert (await dev.acks(1))[0].status == AckStatus.OK
             stop = asyncio.Event()
             flood = asyncio.create_task(flood_without_reading(dev, frame, stop))
-            await wait_for(lambda: gw.server.stats()["connections_write_blocked"] == 1)
+            await reading_stopped(gw)  # while the device still has replays to send
+            assert gw.server.stats()["connections_write_blocked"] == 1
             peak = 0
             received = gw.server.metrics.bytes_received
             for _ in range(50):  # reading stays paused: nothing more is read, nothing more queued
@@ -352,12 +371,12 @@ def test_a_device_that_never_reads_its_acks_is_closed_after_the_stall_deadline(t
             stop = asyncio.Event()
             floods = []
             for dev in devs:
-                await connect_small_window(dev, gw.server.port)
+                await connect_small_window(dev, gw)
                 frame = dev.frame(1)
                 await dev.send(frame)
                 assert (await dev.acks(1))[0].status == AckStatus.OK
                 floods.append(asyncio.create_task(flood_without_reading(dev, frame, stop)))
-            await wait_for(lambda: not gw.server.connections, what="stalled connections closed")
+            await wait_for(lambda: not gw.server.connections, timeout=60, what="stalled connections closed")
             stop.set()
             await asyncio.gather(*floods)
             _, text = await http_get(gw.control.port, "/metrics")
@@ -400,22 +419,22 @@ async def closed_or_reset(dev: Device) -> bool:
 
 
 def test_slow_senders_lose_their_slots_at_the_frame_deadline(tmp_path: Path) -> None:
-    """Every slot held by a connection dribbling a frame (one byte per second: the idle timeout
-    never fires) is free after the frame deadline, and a real device gets in."""
+    """Every slot held by a connection dribbling a frame is free after the frame deadline, and
+    a real device gets in."""
     slow = 6
 
     async def scenario() -> None:
-        cfg = make_config(tmp_path, max_connections=slow, frame_timeout_s=1.0, idle_timeout_s=300)
+        cfg = make_config(tmp_path, max_connections=slow, frame_timeout_s=1.5, idle_timeout_s=300)
         async with running_gateway(cfg) as (gw, _):
             devs = [Device(80 + i) for i in range(slow)]
-            tasks = []
             for dev in devs:
                 await dev.connect(gw.server.port)
-                tasks.append(asyncio.create_task(dribble(dev, dev.frame(1), 1.0)))
             await wait_for(lambda: len(gw.server.connections) == slow)
             late = Device(90)  # every slot is taken: refused
             await late.connect(gw.server.port)
             assert await late.closed_by_peer()
+            # a byte every 0.25 s: the idle timeout would never fire
+            tasks = [asyncio.create_task(dribble(dev, dev.frame(1), 0.25)) for dev in devs]
             await wait_for(lambda: not gw.server.connections, what="slow connections closed")
             assert len(gw.server.connections) == 0  # slots held after the deadline
             for task in tasks:
