@@ -17,7 +17,7 @@ import cbor2
 import pytest
 
 from nanogridata_gateway.codec import verify_ack
-from nanogridata_gateway.config import ServerConfig
+from nanogridata_gateway.config import ServerConfig, load_config
 from nanogridata_gateway.connection_limits import (
     FRAME_TIMEOUT,
     IDLE_TIMEOUT,
@@ -26,6 +26,7 @@ from nanogridata_gateway.connection_limits import (
     SourceCounts,
     Timeouts,
 )
+from nanogridata_gateway.errors import ConfigError
 from nanogridata_gateway.metrics import IngestMetrics
 from nanogridata_gateway.protocol import AckStatus
 from nanogridata_gateway.proxy_protocol import V2_SIGNATURE, ProxyHeaderError, parse_proxy_header
@@ -33,6 +34,7 @@ from nanogridata_gateway.replay import ReplayWindows
 from nanogridata_gateway.server import DeviceConnection, IngestServer
 from nanogridata_gateway.stream import FrameStream
 from nanogridata_gateway.verifier import ModelSpec, Verifier
+from test_config import EXAMPLE, MINIMAL, write_config, write_secrets
 from test_server import metric, run
 
 from ingest_support import SECRET_10, Device, MemoryStore, http_get, make_config, running_gateway
@@ -54,6 +56,39 @@ def proxy_v2_with_tlvs(source: str, port: int, tlv_bytes: int) -> bytes:
     tlv = bytes([0xE0]) + struct.pack(">H", tlv_bytes - 3) + b"t" * (tlv_bytes - 3)  # 0xE0: custom type
     body = addr + tlv
     return V2_SIGNATURE + bytes([0x21, 0x11]) + struct.pack(">H", len(body)) + body
+
+
+# --- configuration -------------------------------------------------------------------------------
+
+
+def test_every_bound_is_configurable_and_the_example_states_the_defaults(tmp_path: Path) -> None:
+    server = load_config(EXAMPLE, write_secrets(tmp_path / "s.toml"), env={}).server
+    defaults = ServerConfig()
+    for key in (
+        "max_connections_per_source",
+        "frame_timeout_s",
+        "max_buffer_bytes",
+        "max_write_buffer_bytes",
+        "write_stall_timeout_s",
+    ):
+        assert getattr(server, key) == getattr(defaults, key), key
+
+
+@pytest.mark.parametrize(
+    ("line", "expected"),
+    [
+        ("max_connections_per_source = -1", "an integer from 0 to 1000000"),
+        ("frame_timeout_s = 0", "a number from 0.1 to 3600"),
+        ('frame_timeout_s = "10"', "a number from 0.1 to 3600"),
+        ("max_write_buffer_bytes = 100", "an integer from 4096 to 67108864"),
+        ("write_stall_timeout_s = true", "a number from 0.1 to 3600"),
+    ],
+)
+def test_bad_bounds_name_the_key(tmp_path: Path, line: str, expected: str) -> None:
+    cfg = write_config(tmp_path, MINIMAL + "[server]\n" + line + "\n")
+    with pytest.raises(ConfigError) as err:
+        load_config(cfg, write_secrets(tmp_path / "s.toml"), env={})
+    assert err.value.key == "server." + line.split(" ", maxsplit=1)[0] and expected in str(err.value)
 
 
 # --- deadlines, sans IO ---------------------------------------------------------------------------
