@@ -140,6 +140,7 @@ async def gateway(args: argparse.Namespace) -> None:
             metrics_port=args.http_port,
             rate_limit_per_s=0,
             max_inflight=1024,
+            max_connections_per_source=0,  # every simulated device comes from 127.0.0.1
         ),
         protocol=ProtocolConfig(),
         state_dir=str(args.state),

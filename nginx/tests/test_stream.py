@@ -52,6 +52,8 @@ def render(tmp: Path, **overrides: Any) -> Path:
         "nginx_stream_tls_enabled": False,
         "nginx_stream_tls_listen_port": TLS_PORT,
         "nginx_stream_status_port": STATUS_PORT,
+        "nginx_stream_limit_conn_per_address": 0,
+        "nginx_stream_limit_conn_zone_size": "1m",
     }
     variables.update(overrides)
     conf = tmp / "nginx.conf"
@@ -219,5 +221,36 @@ def test_a_device_gone_without_a_fin_is_closed_by_keepalive(nginx: Any) -> None:
         assert local.closed_by_nginx(1, timeout=15.0)
         assert not local.closed_by_nginx(0, timeout=2.0)  # a live device answers the probes
         kept.close()
+    finally:
+        local.close()
+
+
+def refused_by_nginx(conn: socket.socket) -> bool:
+    """nginx ends a session it refuses before any upstream sees it (EOF or reset)."""
+    conn.settimeout(10)
+    try:
+        return conn.recv(1) == b""
+    except ConnectionResetError:
+        return True
+    except TimeoutError:
+        return False
+
+
+def test_sessions_per_client_address_are_limited(nginx: Any) -> None:
+    local = Upstream(LOCAL)
+    try:
+        nginx(nginx_stream_limit_conn_per_address=2)
+        first, second = device_session(), device_session()
+        wait_sessions(local, 2)
+        third = device_session()  # a third session from 127.0.0.1: refused
+        assert refused_by_nginx(third)
+        assert len(local.sessions) == 2
+        first.close()
+        assert local.closed_by_nginx(0, timeout=15.0)  # nginx ended that session: a slot is free
+        fourth = device_session()
+        wait_sessions(local, 3)
+        assert len(local.sessions) == 3 and local.sessions[2].endswith(b"frame!")
+        for conn in (second, third, fourth):
+            conn.close()
     finally:
         local.close()

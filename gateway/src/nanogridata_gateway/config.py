@@ -38,10 +38,14 @@ class ServerConfig:
     metrics_port: int = DEFAULT_METRICS_PORT
     proxy_protocol: str = "off"
     max_connections: int = 20_000
+    max_connections_per_source: int = 2000  # by client address (PROXY-declared behind nginx); 0 = no limit
     idle_timeout_s: float = 300.0
+    frame_timeout_s: float = 10.0  # a started frame (or the PROXY header) must be complete by then
     rate_limit_per_s: float = 100.0  # frames per second per connection; 0 = no limit
     rate_limit_burst: int = 200
     max_buffer_bytes: int = 1 << 20  # unparsed bytes held per connection
+    max_write_buffer_bytes: int = 64 << 10  # ACKs queued for a device before reading stops
+    write_stall_timeout_s: float = 30.0  # reading stopped that long for unread ACKs: connection closed
     max_inflight: int = 256  # frames per connection awaiting the store before reading pauses
     workers: int = 1
     reuse_port: bool = False
@@ -166,10 +170,20 @@ def _parse_server(raw: Any) -> ServerConfig:
         metrics_port=_int(t, "server", "metrics_port", d.metrics_port, 0, 65535),
         proxy_protocol=_choice(t, "server", "proxy_protocol", d.proxy_protocol, PROXY_MODES),
         max_connections=_int(t, "server", "max_connections", d.max_connections, 1, 1_000_000),
+        max_connections_per_source=_int(
+            t, "server", "max_connections_per_source", d.max_connections_per_source, 0, 1_000_000
+        ),
         idle_timeout_s=_float(t, "server", "idle_timeout_s", d.idle_timeout_s, 1, 86_400),
+        frame_timeout_s=_float(t, "server", "frame_timeout_s", d.frame_timeout_s, 0.1, 3600),
         rate_limit_per_s=_float(t, "server", "rate_limit_per_s", d.rate_limit_per_s, 0, 1_000_000),
         rate_limit_burst=_int(t, "server", "rate_limit_burst", d.rate_limit_burst, 1, 1_000_000),
         max_buffer_bytes=_int(t, "server", "max_buffer_bytes", d.max_buffer_bytes, 4096, 64 << 20),
+        max_write_buffer_bytes=_int(
+            t, "server", "max_write_buffer_bytes", d.max_write_buffer_bytes, 4096, 64 << 20
+        ),
+        write_stall_timeout_s=_float(
+            t, "server", "write_stall_timeout_s", d.write_stall_timeout_s, 0.1, 3600
+        ),
         max_inflight=_int(t, "server", "max_inflight", d.max_inflight, 1, 100_000),
         workers=_int(t, "server", "workers", d.workers, 1, 256),
         reuse_port=_bool(t, "server", "reuse_port", d.reuse_port),

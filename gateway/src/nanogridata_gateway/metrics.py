@@ -17,10 +17,11 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Histo
 from prometheus_client.registry import Collector
 
 from . import __version__
+from .connection_limits import CLOSE_REASONS
 from .protocol import REASONS, TYPE_NAMES, AckStatus
 
 ACK_STATUS_LABELS = {int(s): s.name.lower() for s in AckStatus}
-CONNECTION_REJECT_REASONS = ("max_connections", "proxy_header", "draining")
+CONNECTION_REJECT_REASONS = ("max_connections", "max_connections_per_source", "proxy_header", "draining")
 PROCESSING_BUCKETS = (5e-6, 1e-5, 2e-5, 5e-5, 1e-4, 2e-4, 5e-4, 1e-3, 5e-3, 0.01)
 ACK_BUCKETS = (1e-4, 2.5e-4, 5e-4, 1e-3, 2e-3, 5e-3, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0, 2.5)
 
@@ -71,6 +72,7 @@ class IngestMetrics(Collector):
         self.connections_active = 0
         self.connections_total = 0
         self.connections_rejected = dict.fromkeys(CONNECTION_REJECT_REASONS, 0)
+        self.connections_closed = dict.fromkeys(CLOSE_REASONS, 0)
         self.bytes_received = 0
         self.rejected = dict.fromkeys(REASONS, 0)
         self.frames_received: dict[tuple[int, int], int] = {}  # (model, type)
@@ -103,6 +105,9 @@ class IngestMetrics(Collector):
 
     def reject_connection(self, reason: str) -> None:
         self.connections_rejected[reason] += 1
+
+    def close_connection(self, reason: str) -> None:
+        self.connections_closed[reason] += 1
 
     # --- exposition -------------------------------------------------------------------------------
     def describe(self) -> Iterator[Metric]:
@@ -142,6 +147,14 @@ class IngestMetrics(Collector):
         for reason, count in self.connections_rejected.items():
             refused.add_metric([reason], count)
         yield refused
+        expired = CounterMetricFamily(
+            "nanogridata_connections_closed",
+            "Accepted connections closed by the gateway when one of their deadlines passed",
+            labels=["reason"],
+        )
+        for reason, count in self.connections_closed.items():
+            expired.add_metric([reason], count)
+        yield expired
         yield CounterMetricFamily(
             "nanogridata_bytes_received", "Bytes read from devices", value=self.bytes_received
         )

@@ -12,20 +12,27 @@ import struct
 V2_SIGNATURE = b"\r\n\r\n\x00\r\nQUIT\n"
 V1_PREFIX = b"PROXY "
 V1_MAX = 107
+V2_MAX = 16 + 0xFFFF  # the 16-byte preamble and the largest length its 16-bit field can declare
 
 
 class ProxyHeaderError(ValueError):
     """The bytes are not a valid PROXY header of an allowed version."""
 
 
-def parse_proxy_header(data: bytes, mode: str = "any") -> tuple[int, tuple[str, int] | None] | None:
+def parse_proxy_header(
+    data: bytes, mode: str = "any", max_len: int = V2_MAX
+) -> tuple[int, tuple[str, int] | None] | None:
     """Parse a header at the start of `data`.
 
     Returns None when more bytes are needed, else (bytes consumed, (source ip, source port) or None
     for LOCAL/UNKNOWN connections such as health checks). `mode` is "v1", "v2" or "any".
+
+    A v2 header longer than `max_len` bytes is refused as soon as its length field is read, so the
+    verdict does not depend on how the header was split across reads, and the caller never holds
+    more than `max_len` bytes of it (v1 lines are at most 107 bytes).
     """
     if data[:1] == b"\r" and mode in ("v2", "any"):
-        return _parse_v2(data)
+        return _parse_v2(data, max_len)
     if data[:1] == b"P" and mode in ("v1", "any"):
         return _parse_v1(data)
     if not data:
@@ -62,7 +69,7 @@ def _parse_v1(data: bytes) -> tuple[int, tuple[str, int] | None] | None:
     return consumed, (str(src), sport)
 
 
-def _parse_v2(data: bytes) -> tuple[int, tuple[str, int] | None] | None:
+def _parse_v2(data: bytes, max_len: int) -> tuple[int, tuple[str, int] | None] | None:
     if len(data) < 16:
         if V2_SIGNATURE.startswith(data[:12]):
             return None
@@ -72,6 +79,8 @@ def _parse_v2(data: bytes) -> tuple[int, tuple[str, int] | None] | None:
     ver_cmd, family, length = struct.unpack_from(">BBH", data, 12)
     if ver_cmd >> 4 != 2:
         raise ProxyHeaderError("bad PROXY v2 version")
+    if 16 + length > max_len:
+        raise ProxyHeaderError(f"PROXY v2 header of {16 + length} bytes, over the limit of {max_len}")
     if len(data) < 16 + length:
         return None
     consumed = 16 + length

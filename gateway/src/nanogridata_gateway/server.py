@@ -20,6 +20,7 @@ from typing import Any, cast
 
 from .codec import build_ack
 from .config import ServerConfig
+from .connection_limits import WRITE_STALL, ConnectionDeadlines, SourceCounts, Timeouts
 from .metrics import IngestMetrics
 from .protocol import AckStatus, FrameType
 from .proxy_protocol import ProxyHeaderError, parse_proxy_header
@@ -30,7 +31,9 @@ from .supervise import Supervisor
 from .verifier import Verdict, Verifier
 
 log = logging.getLogger("nanogridata.server")
-_PROXY_MAX = 232  # v2 with the longest address block we accept; v1 is 107
+# Why reading is paused; it resumes when no reason is left.
+_HELD = 1  # by the server: frames awaiting the store (max_inflight), or a drain
+_WRITE_BLOCKED = 2  # by the device: its ACKs pile up unread above the write buffer's high mark
 
 
 def _now_ms() -> int:
@@ -54,10 +57,11 @@ class DeviceConnection(asyncio.Protocol):
         "_paused",
         "_proxy_buf",
         "_stream",
+        "deadlines",
         "inflight",
-        "last_activity",
         "peer",
         "server",
+        "source",
         "tokens",
         "transport",
     )
@@ -71,9 +75,10 @@ class DeviceConnection(asyncio.Protocol):
         # Rate-limit bucket: refilled by refill(), spent by IngestServer.process once per read.
         self.tokens = float(server.config.rate_limit_burst)
         self._last_refill = 0.0
-        self.last_activity = 0.0
+        self.deadlines = ConnectionDeadlines(0.0)
+        self.source: str | None = None  # the address counted in IngestServer.sources
         self.inflight = 0
-        self._paused = False
+        self._paused = 0  # _HELD | _WRITE_BLOCKED
         self._closed = False
 
     # --- asyncio.Protocol ---------------------------------------------------------------------
@@ -91,12 +96,18 @@ class DeviceConnection(asyncio.Protocol):
             self._closed = True
             self.transport.abort()
             return
+        if self._proxy_buf is None and not srv.admit_source(self, self.peer):
+            self._closed = True
+            return
         now = srv.loop.time()
-        self._last_refill = self.last_activity = now
+        self._last_refill = now
+        self.deadlines = ConnectionDeadlines(now, partial=self._proxy_buf is not None)
         srv.connections.add(self)
         srv.metrics.connections_total += 1
         srv.metrics.connections_active += 1
         srv.counters.connections_total += 1
+        high = srv.config.max_write_buffer_bytes
+        self.transport.set_write_buffer_limits(high=high, low=high // 4)
         sock = self.transport.get_extra_info("socket")
         if sock is not None:
             with contextlib.suppress(OSError):
@@ -106,46 +117,68 @@ class DeviceConnection(asyncio.Protocol):
         if self in self.server.connections:
             self.server.connections.discard(self)
             self.server.metrics.connections_active -= 1
+        if self.source is not None:
+            self.server.sources.remove(self.source)
+            self.source = None
         self._closed = True
+
+    def pause_writing(self) -> None:
+        """The transport's buffer is above its high mark: the device is not reading its ACKs.
+        Read no more frames (each would add an ACK); the sweep closes the connection if the
+        device has not drained the buffer within write_stall_timeout_s."""
+        self.deadlines.write_blocked(self.server.loop.time())
+        self._pause(_WRITE_BLOCKED)
+
+    def resume_writing(self) -> None:
+        self.deadlines.write_unblocked(self.server.loop.time())
+        self._resume(_WRITE_BLOCKED)
 
     def data_received(self, data: bytes) -> None:
         srv = self.server
         srv.metrics.bytes_received += len(data)
-        self.last_activity = srv.loop.time()
+        now = srv.loop.time()
+        completed = False
         if self._proxy_buf is not None:
             rest = self._proxy(data)
             if rest is None:
+                self.deadlines.read(now, completed=False, partial=True)
                 return
             data = rest
-        if self._stream.buffered + len(data) > srv.config.max_buffer_bytes:
-            srv.reject("buffer_overflow")
-            self.close("buffer overflow")
-            return
-        items = self._stream.feed(data)
+            completed = True
+        stream = self._stream
+        items = stream.feed(data) if data else []
+        self.deadlines.read(now, completed=completed or bool(items), partial=stream.in_frame)
         if items:
             srv.process(self, items)
+        # Only what is left unparsed is held; the frames completed by this read are already out.
+        if stream.buffered > srv.config.max_buffer_bytes:
+            srv.reject("buffer_overflow")
+            self.close("buffer overflow")
 
     # --- helpers ---------------------------------------------------------------------------------
     def _proxy(self, data: bytes) -> bytes | None:
+        """Bytes after the PROXY header once it is complete; None while it is not (or refused).
+        The parser refuses a header longer than max_buffer_bytes as soon as its length is known,
+        so at most that much is held, however the header is split."""
         assert self._proxy_buf is not None
+        srv = self.server
         buf = self._proxy_buf + data
         try:
-            parsed = parse_proxy_header(buf, self.server.config.proxy_protocol)
+            parsed = parse_proxy_header(buf, srv.config.proxy_protocol, srv.config.max_buffer_bytes)
         except ProxyHeaderError as exc:
-            self.server.metrics.reject_connection("proxy_header")
+            srv.metrics.reject_connection("proxy_header")
             self.close(f"PROXY header: {exc}")
             return None
         if parsed is None:
-            if len(buf) > _PROXY_MAX:
-                self.server.metrics.reject_connection("proxy_header")
-                self.close("PROXY header too long")
-                return None
             self._proxy_buf = buf
             return None
         consumed, source = parsed
         if source is not None:
             self.peer = source
         self._proxy_buf = None
+        # Behind a proxy, the declared client is the source (LOCAL health checks: the proxy).
+        if not srv.admit_source(self, self.peer):
+            return None
         return buf[consumed:]
 
     def refill(self, now: float, rate: float) -> float:
@@ -166,14 +199,48 @@ class DeviceConnection(asyncio.Protocol):
             log.info("closing connection", extra={"peer": _fmt_peer(self.peer), "why": why})
             self.transport.close()
 
+    def expire(self, reason: str) -> None:
+        """A deadline passed. ACKs still buffered are dropped (the device retransmits and hears
+        DUPLICATE): a graceful close would wait for a device that does not read."""
+        transport = self.transport
+        if transport is None:
+            return
+        self.server.metrics.close_connection(reason)
+        if reason == WRITE_STALL or transport.is_closing() or transport.get_write_buffer_size():
+            log.info("aborting connection", extra={"peer": _fmt_peer(self.peer), "why": reason})
+            transport.abort()
+        else:
+            self.close(reason)
+
+    @property
+    def write_blocked(self) -> bool:
+        return bool(self._paused & _WRITE_BLOCKED)
+
+    @property
+    def write_buffered(self) -> int:
+        return self.transport.get_write_buffer_size() if self.transport is not None else 0
+
     def pause(self) -> None:
-        if not self._paused and self.transport is not None:
-            self._paused = True
-            self.transport.pause_reading()
+        """Stop reading for the server's own reasons (store back-pressure, drain)."""
+        self.deadlines.hold()
+        self._pause(_HELD)
 
     def resume(self) -> None:
-        if self._paused and self.transport is not None and not self.transport.is_closing():
-            self._paused = False
+        if self._paused & _HELD:
+            self.deadlines.release(self.server.loop.time())
+            self._resume(_HELD)
+
+    def _pause(self, why: int) -> None:
+        if self.transport is None:
+            return
+        if not self._paused and not self.transport.is_closing():
+            self.transport.pause_reading()
+        self._paused |= why
+
+    def _resume(self, why: int) -> None:
+        was = self._paused
+        self._paused &= ~why
+        if was and not self._paused and self.transport is not None and not self.transport.is_closing():
             self.transport.resume_reading()
 
 
@@ -205,6 +272,8 @@ class IngestServer:
         self.metrics = metrics
         self.clock_ms = clock_ms
         self.connections: set[DeviceConnection] = set()
+        self.sources = SourceCounts(config.max_connections_per_source)
+        self.timeouts = Timeouts(config.idle_timeout_s, config.frame_timeout_s, config.write_stall_timeout_s)
         self.counters = Counters()
         self.draining = False
         self.drained = asyncio.Event()
@@ -317,10 +386,35 @@ class IngestServer:
             "frames_acked_ok": self.counters.acked_ok,
             "frames_rejected": self.counters.rejected,
             "frames_in_flight": len(self._inflight_keys),
+            "connections_write_blocked": sum(1 for c in self.connections if c.write_blocked),
+            "write_buffered_bytes": sum(c.write_buffered for c in self.connections),
             "replay_devices": len(replay) if isinstance(replay, ReplayWindows) else None,
             "replay_journal_writable": None if self._journal is None else self._journal.writable,
             "unhealthy_tasks": self.supervisor.unhealthy(),
         }
+
+    # --- connection accounting ---------------------------------------------------------------------
+    def admit_source(self, conn: DeviceConnection, peer: Any) -> bool:
+        """Count `conn` against its source address; refuse it (abort) when that address is at
+        max_connections_per_source."""
+        source = str(peer[0]) if isinstance(peer, tuple) and peer else str(peer)
+        if not self.sources.add(source):
+            self.metrics.reject_connection("max_connections_per_source")
+            why = "max_connections_per_source"
+            log.info("refusing connection", extra={"peer": _fmt_peer(peer), "why": why})
+            if conn.transport is not None:
+                conn.transport.abort()
+            return False
+        conn.source = source
+        return True
+
+    def expire_connections(self, now: float) -> None:
+        """Close every connection whose deadline has passed (see connection_limits)."""
+        timeouts = self.timeouts
+        for conn in list(self.connections):
+            reason = conn.deadlines.expired(now, timeouts, awaiting_store=conn.inflight > 0)
+            if reason is not None:
+                conn.expire(reason)
 
     # --- the frame path ---------------------------------------------------------------------------
     def reject(self, reason: str) -> None:
@@ -499,13 +593,13 @@ class IngestServer:
             self._journal.flush()
 
     async def _sweep(self) -> None:
-        """Close idle connections; fsync (or repair) the replay journal; refresh the ready gauge."""
-        interval = min(1.0, self.config.idle_timeout_s / 4)
+        """Close connections whose deadline passed (idle, frame, write stall); fsync (or repair)
+        the replay journal; refresh the ready gauge."""
+        t = self.timeouts
+        interval = min(1.0, t.idle_s / 4, t.frame_s / 4, t.write_stall_s / 4)
         while True:
             await asyncio.sleep(interval)
-            cutoff = self.loop.time() - self.config.idle_timeout_s
-            for conn in [c for c in self.connections if c.last_activity < cutoff and c.inflight == 0]:
-                conn.close("idle timeout")
+            self.expire_connections(self.loop.time())
             journal = self._journal
             if journal is not None:
                 journal.flush()

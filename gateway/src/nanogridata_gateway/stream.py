@@ -25,7 +25,13 @@ class FrameStream:
 
     @property
     def buffered(self) -> int:
+        """Bytes held: the start of the one frame not yet complete (at most MAX_FRAME - 1)."""
         return len(self._buf)
+
+    @property
+    def in_frame(self) -> bool:
+        """A frame has started and not ended (held, or an oversized one still being skipped)."""
+        return bool(self._buf) or self._skip > 0
 
     def feed(self, data: bytes) -> list[bytes | str]:
         """Frames completed by `data`; after a BAD_MAGIC item the stream accepts nothing more."""
