@@ -237,6 +237,8 @@ metrics_port = {http_port}
 proxy_protocol = "off"
 # the per-connection rate limit would cap a closed loop at 100 frames/s per connection
 rate_limit_per_s = 0
+# every simulated device connects from 127.0.0.1 (5,000 in the idle cell)
+max_connections_per_source = 0
 [state]
 dir = "{cell / "state"}"
 [log]

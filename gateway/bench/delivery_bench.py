@@ -327,6 +327,7 @@ metrics_host = "127.0.0.1"
 metrics_port = {http_port}
 proxy_protocol = "off"
 rate_limit_per_s = 0
+max_connections_per_source = 0  # every simulated device connects from 127.0.0.1
 [state]
 dir = "{tmp / "e2e-state"}"
 [log]
