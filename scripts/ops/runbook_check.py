@@ -565,11 +565,11 @@ def is_lone_path(argv: Sequence[str]) -> bool:
 
 
 def named_paths(argv: Sequence[str]) -> list[str]:
-    """Absolute paths an argument list names (not devices, /proc, URLs, or options' values); a
-    lone path (an inline `/etc/...` of the prose) names itself."""
+    """Absolute paths an argument list names (not devices, /proc, /sys, nor /tmp, where a command
+    may create what it then reads); a lone path (an inline `/etc/...` of the prose) names itself."""
     paths = []
     for a in argv if is_lone_path(argv) else argv[1:]:
-        if a.startswith("/") and not a.startswith(("/dev/", "/proc/", "/sys/")) and "\n" not in a:
+        if a.startswith("/") and not a.startswith(("/dev/", "/proc/", "/sys/", "/tmp/")) and "\n" not in a:
             paths.append(a)
     return paths
 

@@ -274,3 +274,48 @@ def test_the_runbooks_parse_and_no_local_command_hits_a_closed_port() -> None:
 
 def test_list_mode_needs_no_lab() -> None:
     assert rc.main(["--list"]) == 0
+
+
+def _lab(tmp_path: Path) -> rc.Lab:
+    """A lab whose lab.sh only prints what it was asked to run."""
+    stub = tmp_path / "lab.sh"
+    stub.write_text('#!/bin/sh\nprintf "[%s]" "$NGD_LAB" "$@"; echo\n', encoding="utf-8")
+    stub.chmod(0o755)
+    inv = rc.Inventory(
+        groups={"gateways": ["gw-a", "gw-b"], "monitoring": ["mon"]},
+        hostvars={
+            "gw-a": {"ngd_private_ip": "10.9.0.11"},
+            "gw-b": {"ngd_private_ip": "10.9.0.12"},
+            "mon": {},
+        },
+        allvars={},
+    )
+    return rc.Lab("ci", inv, stub, {"GW": "gw-a", "MON": "mon"}, {}, "")
+
+
+def test_ssh_on_the_operators_machine_is_the_labs_shell(tmp_path: Path) -> None:
+    lab = _lab(tmp_path)
+    proc = lab.run_line('ssh -o ConnectTimeout=5 $GW "journalctl -u x | tail -1"; ssh 10.9.0.12 uptime')
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.splitlines() == [
+        "[ci][shell][gw-a][bash][-c][journalctl -u x | tail -1]",
+        "[ci][shell][gw-b][bash][-c][uptime]",
+    ]
+    on_host = lab.run_line("ip -br addr", "gw-b")
+    assert on_host.stdout.strip() == "[ci][shell][gw-b][bash][-c][ip -br addr]"
+
+
+def test_host_names_resolve_to_lab_addresses_for_network_tools(tmp_path: Path) -> None:
+    lab = _lab(tmp_path)
+    proc = lab.run_line(
+        "_ngd_args http://gw-a:5679/ready gw-b gw-a:22 'up{instance=\"gw-a\"}' https://gw-b/x gw-ab; "
+        'printf "%s\\n" "${_NGD_ARGS[@]}"'
+    )
+    assert proc.stdout.splitlines() == [
+        "http://10.9.0.11:5679/ready",
+        "10.9.0.12",
+        "10.9.0.11:22",
+        'up{instance="gw-a"}',
+        "https://10.9.0.12/x",
+        "gw-ab",
+    ]
