@@ -756,7 +756,9 @@ def host_checks(lab: Lab, checks: dict[str, set[tuple[str, str]]]) -> dict[tuple
         for kind, name in ordered:
             q = shlex.quote(name)
             test = {
-                "bin": f"command -v {q}",
+                # A program on PATH, or a builtin: not one of the shell functions the operator's
+                # machine gets here (curl, ping... resolve lab names), which would hide a missing one.
+                "bin": f"{{ type -P {q} || [[ $(type -t {q}) == builtin ]]; }}",
                 "path": f"compgen -G {q}",
                 "unit": f"systemctl cat -- {q}",
                 "unit-log": f'test -n "$(journalctl -u {q} -n 1 -q --no-pager)"',
