@@ -588,10 +588,37 @@ def journal_matches(argv: Sequence[str]) -> list[tuple[str, str]]:
     return out
 
 
+SYSTEMCTL_VALUE_OPTIONS = frozenset(
+    [
+        "-s",
+        "--signal",
+        "-p",
+        "--property",
+        "-t",
+        "--type",
+        "--state",
+        "-H",
+        "--host",
+        "-M",
+        "-n",
+        "--lines",
+        "-o",
+    ]
+)
+
+
 def systemctl_units(argv: Sequence[str]) -> list[str]:
     if not argv or argv[0].rsplit("/", 1)[-1] != "systemctl":
         return []
-    words = [a for a in argv[1:] if not a.startswith("-")]
+    words = []
+    skip = False
+    for a in argv[1:]:
+        if skip:
+            skip = False
+        elif a in SYSTEMCTL_VALUE_OPTIONS:
+            skip = True
+        elif not a.startswith("-"):
+            words.append(a)
     return words[1:] if words and words[0] not in ("list-units", "list-unit-files", "list-timers") else []
 
 

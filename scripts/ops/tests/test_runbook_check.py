@@ -204,6 +204,7 @@ def test_named_things_of_a_command() -> None:
         "prometheus-alertmanager",
     ]
     assert rc.systemctl_units(("systemctl", "--failed", "--no-pager")) == []
+    assert rc.systemctl_units(("systemctl", "kill", "-s", "USR2", "keepalived")) == ["keepalived"]
 
 
 def test_placeholders_are_filled_from_the_inventory() -> None:
