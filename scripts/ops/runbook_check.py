@@ -651,7 +651,7 @@ def firewall_refusals(commands: Iterable[Command], open_ports: dict[str, set[int
     """Commands run on the operator's machine that connect to a node's port its firewall refuses
     the administrators (e.g. a gateway's 5679, open to the monitoring host only): they must run
     on a host that may connect (`ssh $GW curl localhost:5679/...`)."""
-    problems = []
+    problems: list[str] = []
     for cmd in commands:
         if cmd.on or cmd.synopsis:
             continue
@@ -661,7 +661,13 @@ def firewall_refusals(commands: Iterable[Command], open_ports: dict[str, set[int
             for arg in s.argv:
                 for m in re.finditer(r"(?:https?://|^)(\$\w+|[a-z][\w-]*):(\d+)", arg):
                     group = HOST_GROUPS.get(m.group(1))
-                    if group and int(m.group(2)) not in open_ports.get(group, set()):
+                    if (
+                        group
+                        and int(m.group(2)) not in open_ports.get(group, set())
+                        and not any(
+                            p.startswith(f"{cmd.where}: {m.group(1)}:{m.group(2)} ") for p in problems
+                        )
+                    ):
                         admitted = sorted(open_ports.get(group, set())) or "SSH"
                         problems.append(
                             f"{cmd.where}: {m.group(1)}:{m.group(2)} from the operator's machine: the {group}"
