@@ -55,7 +55,7 @@ RUNBOOK_GLOB = "docs/runbooks/*.md"
 OPERATIONS_DOC = "docs/operations.md"
 FENCE_LANGUAGES = frozenset({"sh", "bash", "shell"})
 DIRECTIVES = frozenset({"may-fail", "empty-ok", "check-only", "not-in-lab"})
-COMMAND_TIMEOUT_S = 40
+COMMAND_TIMEOUT_S = 60
 
 # --- extraction --------------------------------------------------------------------------------
 
@@ -855,7 +855,7 @@ def hosts_for(lab: Lab, cmd: Command) -> list[str]:
     return lab.inv.hosts_of(cmd.on) if cmd.on else [""]
 
 
-def verify(lab: Lab, commands: Sequence[Command], workers: int = 4) -> list[Result]:
+def verify(lab: Lab, commands: Sequence[Command], workers: int = 6) -> list[Result]:
     results = [Result(c, "") for c in commands]
     analysed: list[tuple[Result, list[str], list[Simple]]] = []
     checks: dict[str, set[tuple[str, str]]] = {}
@@ -964,7 +964,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--lab", default="deploy", help="the lab to run against (scripts/lab.sh --lab)")
     ap.add_argument("--inventory", type=Path, help="the lab's inventory (default: .lab/LAB/hosts.yml)")
     ap.add_argument("--prometheus-port", type=int, default=9090)
-    ap.add_argument("--workers", type=int, default=4)
+    ap.add_argument("--workers", type=int, default=6)
     args = ap.parse_args(argv)
     try:
         commands = extract_all()
@@ -991,6 +991,7 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     lab.variables, lab.textual = placeholders(inv, sinks[0])
     lab.prometheus = f"http://{inv.ip(inv.first('monitoring'))}:{args.prometheus_port}"
+    started = time.monotonic()
     results = verify(lab, commands, args.workers)
     failed = [r for r in results if r.problems]
     for r in results:
@@ -1002,6 +1003,7 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"runbook commands: {len(results)} total, {counts['run']} executed, {counts['check']} checked for "
         f"existence, {counts['skip']} not in the lab; {len(failed)} wrong"
+        f" ({time.monotonic() - started:.0f} s)"
     )
     return 1 if failed or refused else 0
 
