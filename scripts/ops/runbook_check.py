@@ -38,6 +38,7 @@ import argparse
 import concurrent.futures
 import functools
 import json
+import os
 import re
 import shlex
 import subprocess
@@ -742,7 +743,7 @@ class Lab:
                 text=True,
                 timeout=COMMAND_TIMEOUT_S,
                 stdin=subprocess.DEVNULL,
-                env={**_base_env(), "NGD_LAB": self.name},
+                env={**os.environ, "NGD_LAB": self.name},
                 check=False,
                 cwd=REPO,
             )
@@ -753,12 +754,6 @@ class Lab:
     def prometheus_get(self, path: str) -> Any:
         with urllib.request.urlopen(self.prometheus + path, timeout=20) as resp:
             return json.load(resp)["data"]
-
-
-def _base_env() -> dict[str, str]:
-    import os
-
-    return {k: v for k, v in os.environ.items() if k not in ("NGD_LAB",)}
 
 
 def known_metrics(lab: Lab) -> set[str]:
