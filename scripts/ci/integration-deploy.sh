@@ -7,6 +7,9 @@
 #   3b. monitoring of the deployed lab (issue 7): every Prometheus scrape target on mon is up, and
 #      every Grafana panel query returns data (grafana/tools/check_queries.py, run on mon where
 #      Grafana would run), except the queries grafana/ci/empty-in-healthy-lab.txt names with a reason
+#   3c. the runbooks' commands (scripts/ops/runbook_check.py): every shell command of
+#      docs/runbooks/*.md runs against the deployed lab (read-only ones) or is checked for what it
+#      names (the rest); a wrong command, path, unit, journal tag or metric name fails
 #   4. backup.sh lab; the gateways' replay state and secrets and the collector's data are destroyed;
 #      restore.sh brings them back: an old frame is refused as a duplicate again, and the points
 #      sent before the backup are queryable again.
@@ -195,6 +198,15 @@ check_monitoring() {
     || { warn "a Grafana panel query failed or returned no data (FAIL lines above)"; return 1; }
 }
 timed "monitoring check (targets, panel queries)" check_monitoring || fail "monitoring of the deployed lab is not complete (above)"
+
+# --- 3c. the runbooks' commands, on the deployed lab ----------------------------------------------
+# The operator's tools the runbooks use on this machine (promtool, amtool), as prometheus/ci has them.
+source "$REPO_ROOT/prometheus/ci/lib.sh"
+prom_tools
+ensure_apt iputils-ping  # NodeDown pings the node from the operator's machine
+timed "runbook commands (docs/runbooks)" python3 scripts/ops/runbook_check.py --lab "$NGD_LAB" \
+  --inventory "$REPO_ROOT/.lab/$NGD_LAB/hosts.yml" --prometheus-port "$(ops_port ngd_prometheus_port)" \
+  || fail "a runbook command is wrong (FAIL lines above): fix the doc, or mark it as its top explains"
 
 # --- 4. backup / restore round trip ---------------------------------------------------------------
 REPLAY_DEVICE=$((1000000 + $(date +%s) % 1000000)) REPLAY_SEQ=$(( $(date +%s) ))
