@@ -13,7 +13,7 @@ import builtins
 import errno
 import logging
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +25,7 @@ from nanogridata_gateway.protocol import AckStatus
 from nanogridata_gateway.replay import PersistentReplayGuard
 from test_server import metric, run
 
-from ingest_support import Device, MemoryStore, http_get, make_config, running_gateway
+from ingest_support import Device, MemoryStore, http_get, make_config, running_gateway, wait_until
 
 
 class FullDisk:
@@ -66,21 +66,6 @@ def disk(monkeypatch: pytest.MonkeyPatch) -> Iterator[FullDisk]:
     monkeypatch.setattr(replay_module, "os", fault)
     monkeypatch.setattr(replay_module, "open", fault.open_file, raising=False)
     yield fault
-
-
-async def wait_until(check: Callable[[], Any], what: str, timeout: float = 20.0) -> None:
-    """Poll `check` (sync or async) until it is true; generous deadline for a starved CI."""
-    try:
-        async with asyncio.timeout(timeout):
-            while True:
-                result = check()
-                if asyncio.iscoroutine(result):
-                    result = await result
-                if result:
-                    return
-                await asyncio.sleep(0.05)
-    except TimeoutError:
-        raise AssertionError(what) from None
 
 
 async def ready(port: int) -> int:

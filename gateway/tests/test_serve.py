@@ -19,41 +19,16 @@ from nanogridata_gateway.codec import build_frame, verify_ack
 from nanogridata_gateway.keys import derive_device_key
 from nanogridata_gateway.protocol import AckStatus
 
+from ingest_support import free_port, serve_config
+
 # as `nanogridata-gateway keygen` makes them: the loader refuses patterns like "ab" * 32
 SECRET_HEX = "1413e4ba4ce3f05b23d568b7dca29f2d68277570e15efdf78d4520c6b0fbef4e"
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def test_serve_acks_stores_and_drains_on_sigterm(tmp_path: Path) -> None:
     data_port, http_port = free_port(), free_port()
-    out = tmp_path / "records.jsonl"
-    cfg = tmp_path / "gateway.toml"
-    cfg.write_text(f"""
-[server]
-data_host = "127.0.0.1"
-data_port = {data_port}
-metrics_host = "127.0.0.1"
-metrics_port = {http_port}
-[state]
-dir = "{tmp_path / "state"}"
-[models."0x10"]
-[spool]
-path = "{tmp_path / "spool.db"}"
-dead_letter_dir = "{tmp_path / "dead"}"
-[sinks.debug]
-type = "jsonl"
-path = "{out}"
-[routes]
-TELEMETRY = ["debug"]
-EVENT = ["debug"]
-CONFIG = ["debug"]
-COMMAND = ["local"]
-""")
+    out = tmp_path / "debug.jsonl"
+    cfg = serve_config(tmp_path, data_port, http_port)
     env = dict(os.environ, NANOGRIDATA_SECRET_MODEL_10=SECRET_HEX)
     proc = subprocess.Popen(
         [sys.executable, "-m", "nanogridata_gateway.cli", "serve", "-c", str(cfg)],

@@ -29,6 +29,8 @@ from nanogridata_gateway.codec import Ack, build_frame, verify_ack
 from nanogridata_gateway.keys import derive_device_key
 from nanogridata_gateway.protocol import AckStatus
 
+from ingest_support import free_port, serve_config
+
 SECRET_HEX = "9d41c2e07a5b3f68e1d02c94b7a6f35e08c1d7b24f9ea36150d8c7b2e4fa0913"
 KEY = derive_device_key(bytes.fromhex(SECRET_HEX), 0x10, 5)
 ENV = dict(os.environ, NANOGRIDATA_SECRET_MODEL_10=SECRET_HEX)
@@ -50,12 +52,6 @@ def _unshare_works() -> bool:
         check=False,
     )
     return probe.returncode == 0
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def wait(check: Callable[[], bool], what: str, timeout: float = 60.0) -> None:
@@ -88,30 +84,7 @@ def send(port: int, seq: int) -> Ack:
 
 
 def write_config(tmp: Path, state: Path, data_port: int, http_port: int) -> Path:
-    cfg = tmp / f"gateway-{data_port}.toml"
-    cfg.write_text(f"""
-[server]
-data_host = "127.0.0.1"
-data_port = {data_port}
-metrics_host = "127.0.0.1"
-metrics_port = {http_port}
-idle_timeout_s = 30
-[state]
-dir = "{state}"
-[models."0x10"]
-[spool]
-path = "{tmp / "spool.db"}"
-dead_letter_dir = "{tmp / "dead"}"
-[sinks.debug]
-type = "jsonl"
-path = "{tmp / "records.jsonl"}"
-[routes]
-TELEMETRY = ["debug"]
-EVENT = ["debug"]
-CONFIG = ["debug"]
-COMMAND = ["local"]
-""")
-    return cfg
+    return serve_config(tmp, data_port, http_port, state=state, server_extra="idle_timeout_s = 30")
 
 
 def fill(directory: Path) -> Path:
@@ -184,7 +157,7 @@ def test_serve_with_a_full_state_disk_acks_honestly_and_recovers(tmp_path: Path)
         wait(lambda: http(http_port, "/ready")[0] == 200, "restarted gateway never ready")
         assert send(data_port, 1).status == AckStatus.DUPLICATE
         assert send(data_port, 2).status == AckStatus.DUPLICATE
-        out = tmp_path / "records.jsonl"
+        out = tmp_path / "debug.jsonl"
         wait(lambda: out.exists() and len(out.read_text().splitlines()) >= 2, "records not delivered")
         again.send_signal(signal.SIGTERM)
         assert again.wait(timeout=60) == 0
@@ -192,5 +165,5 @@ def test_serve_with_a_full_state_disk_acks_honestly_and_recovers(tmp_path: Path)
         if again.poll() is None:
             again.kill()
             again.wait()
-    records = [json.loads(line) for line in (tmp_path / "records.jsonl").read_text().splitlines()]
+    records = [json.loads(line) for line in (tmp_path / "debug.jsonl").read_text().splitlines()]
     assert sorted(r["seq"] for r in records) == [1, 2]  # each stored once

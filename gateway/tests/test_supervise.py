@@ -16,21 +16,7 @@ from nanogridata_gateway.protocol import AckStatus
 from nanogridata_gateway.supervise import Supervisor
 from test_server import metric, run
 
-from ingest_support import Device, http_get, make_config, running_gateway
-
-
-async def wait_until(check: Any, what: str, timeout: float = 20.0) -> None:
-    try:
-        async with asyncio.timeout(timeout):
-            while True:
-                result = check()
-                if asyncio.iscoroutine(result):
-                    result = await result
-                if result:
-                    return
-                await asyncio.sleep(0.02)
-    except TimeoutError:
-        raise AssertionError(what) from None
+from ingest_support import Device, http_get, make_config, running_gateway, wait_until
 
 
 def sample(registry: CollectorRegistry, name: str, task: str) -> float | None:

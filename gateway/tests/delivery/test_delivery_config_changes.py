@@ -23,6 +23,7 @@ from nanogridata_gateway.errors import ConfigError
 from nanogridata_gateway.replay import ReplayWindows
 
 from conftest import Collector, delivery_raw, free_port, make_record, wait_for
+from ingest_support import serve_config
 
 GATEWAY_SRC = Path(__file__).resolve().parents[2] / "src"
 
@@ -95,30 +96,14 @@ def test_a_removed_sink_that_owes_nothing_goes_quietly(tmp_path: Path, collector
 
 
 def _gateway_toml(tmp_path: Path, server_extra: str = "") -> Path:
-    config = tmp_path / "gateway.toml"
-    config.write_text(f"""
-[server]
-{server_extra}
-data_host = "127.0.0.1"
-data_port = {free_port()}
-metrics_host = "127.0.0.1"
-metrics_port = {free_port()}
-[state]
-dir = "{tmp_path / "state"}"
-[models."0x10"]
-[spool]
-path = "{tmp_path / "spool" / "spool.db"}"
-dead_letter_dir = "{tmp_path / "dead"}"
-[sinks.new]
-type = "jsonl"
-path = "{tmp_path / "new.jsonl"}"
-[routes]
-TELEMETRY = ["new"]
-EVENT = ["new"]
-CONFIG = ["new"]
-COMMAND = ["local"]
-""")
-    return config
+    return serve_config(
+        tmp_path,
+        free_port(),
+        free_port(),
+        spool=tmp_path / "spool" / "spool.db",
+        sink="new",
+        server_extra=server_extra,
+    )
 
 
 def _run_cli(command: str, config: Path) -> subprocess.CompletedProcess[str]:
