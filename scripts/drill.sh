@@ -5,7 +5,7 @@
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib/common.sh"
 
-SCENARIOS=(master-stop master-reboot keepalived-stop nginx-kill gateway-kill partition backup-stop)
+SCENARIOS=(master-stop master-reboot keepalived-stop nginx-kill nginx-stop gateway-kill partition backup-stop)
 
 usage() {
   cat <<USAGE
@@ -15,7 +15,8 @@ Scenarios (one fault at a time; 'all' runs them in this order):
   master-stop      the master host stops (lab only: needs host power control)
   master-reboot    the master host reboots
   keepalived-stop  keepalived stops on the master
-  nginx-kill       nginx is killed on the master
+  nginx-kill       nginx's master process crashes (SIGKILL): systemd restarts it, the VIP stays
+  nginx-stop       nginx is stopped on the master and stays down: the VIP moves
   gateway-kill     the gateway on the master is killed: the VIP must stay, nginx masks it
   partition        VRRP between the gateways is dropped: split brain, alerted, healed
   backup-stop      the backup host stops (lab only): traffic must not notice

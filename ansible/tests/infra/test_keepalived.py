@@ -122,3 +122,40 @@ def test_nginx_loss_moves_vip_and_recovery_does_not_move_it_back(
     # nopreempt: the returning node stays BACKUP.
     time.sleep(3.0)
     assert vip_holders(gateways, other_host, vip) == [backup]
+
+
+@pytest.mark.disruptive
+def test_nginx_crash_is_masked_by_systemd_without_moving_the_vip(
+    name: str,
+    groups: dict[str, list[str]],
+    hostvars: dict[str, Any],
+    other_host: Callable[[str], testinfra.host.Host],
+) -> None:
+    """A crashed nginx (master SIGKILLed) is restarted by systemd on the same node; chk_nginx
+    (interval x fall) outlasts that restart, so the VIP stays: no failover, no flap."""
+    gateways = groups["gateways"]
+    if name != gateways[0]:
+        pytest.skip("pair-wide check, run once")
+    vip = hostvars["ngd_vip"]
+    wait_for(lambda: len(vip_holders(gateways, other_host, vip)) == 1, "exactly one VIP holder")
+    master = vip_holders(gateways, other_host, vip)[0]
+    master_host = other_host(master)
+    pid = int(master_host.check_output("systemctl show nginx --property=MainPID --value"))
+    assert pid > 0
+    master_host.check_output(f"kill -KILL {pid}")
+    wait_for(
+        lambda: (
+            master_host.run("systemctl is-active --quiet nginx").rc == 0
+            and master_host.check_output("systemctl show nginx --property=MainPID --value")
+            not in ("0", str(pid))
+        ),
+        "systemd to restart nginx",
+        timeout=30,
+    )
+    # Watch past chk_nginx's fall x interval (2 x 1 s) and a VRRP transition.
+    holders_seen = set()
+    end = time.monotonic() + 4.0
+    while time.monotonic() < end:
+        holders_seen.add(tuple(vip_holders(gateways, other_host, vip)))
+        time.sleep(0.2)
+    assert holders_seen == {(master,)}, f"the VIP moved after an nginx crash: {holders_seen}"

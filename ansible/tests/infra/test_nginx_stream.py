@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import shlex
 from typing import Any
 
@@ -20,6 +21,50 @@ def test_nginx_running_with_valid_config(host: testinfra.host.Host) -> None:
     assert host.run("nginx -t -q").rc == 0
     conf = host.file("/etc/nginx/nginx.conf")
     assert conf.user == "root" and conf.mode == 0o644
+
+
+def _unit(host: testinfra.host.Host, *properties: str) -> dict[str, str]:
+    out = host.check_output(f"systemctl show nginx --property={','.join(properties)}")
+    return dict(line.split("=", 1) for line in out.splitlines() if "=" in line)
+
+
+def test_systemd_restarts_a_crashed_nginx_at_once(host: testinfra.host.Host) -> None:
+    """systemd's own view of the unit (drop-in loaded): a crash is masked on this node within a
+    fraction of a second, and the killed master's workers are killed before the restart."""
+    unit = _unit(host, "Restart", "RestartUSec", "KillMode", "StartLimitBurst")
+    assert unit["Restart"] == "always", unit
+    # systemd prints 100ms, 1s, 1min...: anything in milliseconds, or 0, is under a second.
+    assert re.fullmatch(r"0|\d{1,3}ms", unit["RestartUSec"]), unit
+    assert unit["KillMode"] in ("mixed", "control-group"), unit
+    assert int(unit["StartLimitBurst"]) >= 1, unit
+
+
+@pytest.mark.disruptive
+def test_a_killed_nginx_master_is_replaced_with_its_workers(
+    host: testinfra.host.Host, hostvars: dict[str, Any]
+) -> None:
+    """SIGKILL of the master (a crash): a new master serves the device port again by itself; no
+    orphaned worker of the old one is left holding the socket."""
+    old = int(_unit(host, "MainPID")["MainPID"])
+    assert old > 0
+    host.check_output(f"kill -KILL {old}")
+
+    def replaced() -> bool:
+        unit = _unit(host, "MainPID", "ActiveState")
+        return unit["ActiveState"] == "active" and int(unit["MainPID"]) not in (0, old)
+
+    wait_for(replaced, "systemd to restart nginx", timeout=30)
+    new = int(_unit(host, "MainPID")["MainPID"])
+    wait_for(
+        lambda: host.socket(f"tcp://0.0.0.0:{hostvars['ngd_device_port']}").is_listening,
+        "the device port",
+        timeout=30,
+    )
+    # Every nginx process is the new master or its child (workers re-parented to init would be
+    # the old master's orphans).
+    parents = host.check_output("ps -o pid=,ppid= -C nginx").split()
+    pairs = {int(pid): int(ppid) for pid, ppid in zip(parents[::2], parents[1::2], strict=True)}
+    assert pairs and all(pid == new or ppid == new for pid, ppid in pairs.items()), (new, pairs)
 
 
 def test_device_port_listens_on_all_addresses(host: testinfra.host.Host, hostvars: dict[str, Any]) -> None:

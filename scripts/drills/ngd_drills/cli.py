@@ -22,8 +22,7 @@ from .observe import AlertRecorder, active_alerts, count_stored
 from .scenarios import SCENARIOS, Roles, Scenario
 from .vip import VipWatcher
 
-# Targets of the HA issue (measured in the lab).
-TARGET_RECONNECT_P99_MS = 1000.0
+# Targets of the HA issue (measured in the lab); per-scenario ones are in scenarios.py.
 TARGET_SPLIT_BRAIN_ALERT_S = 60.0
 # After a split brain heals, clients whose ARP entry names the node that let go of the VIP are cut
 # off until a gratuitous ARP reaches them (keepalived_vrrp_garp_master_refresh, 5 s) and their
@@ -411,7 +410,7 @@ def evaluate(scenario: Scenario, r: ScenarioResult) -> list[Target]:
         )
     elif scenario.vip_moves:
         targets.append(Target("VIP moved to the backup", r.vip_moved, f"{r.vip_move_s} s"))
-    if scenario.name in ("gateway-kill", "backup-stop"):
+    if not scenario.vip_moves and not scenario.split_brain:
         targets.append(
             Target(
                 "VIP unchanged",
@@ -419,13 +418,14 @@ def evaluate(scenario: Scenario, r: ScenarioResult) -> list[Target]:
                 f"max holders {r.max_vip_holders}",
             )
         )
-    if scenario.name == "gateway-kill":
+    if scenario.reconnect_p99_ms is not None:
         rc = sim.get("reconnect_ms") or {}
         p99 = rc.get("p99")
+        bound = scenario.reconnect_p99_ms
         targets.append(
             Target(
-                f"devices reconnected <= {TARGET_RECONNECT_P99_MS:g} ms p99",
-                bool(rc.get("count")) and p99 is not None and p99 <= TARGET_RECONNECT_P99_MS,
+                f"devices reconnected <= {bound:g} ms p99",
+                bool(rc.get("count")) and p99 is not None and p99 <= bound,
                 f"p50 {rc.get('p50')} / p99 {p99} ms (lost -> first ACK) over {rc.get('count')} "
                 f"reconnects, {rc.get('never_reacked')} never re-acked; "
                 f"TCP reconnected p99 {rc.get('tcp_p99')} ms",

@@ -12,10 +12,11 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from ngd_drills import scenarios
 from ngd_drills.cli import ScenarioResult, evaluate, parse_args
-from ngd_drills.env import Result
+from ngd_drills.env import DrillError, Result
 from ngd_drills.observe import device_regex, parse_export
-from ngd_drills.scenarios import SCENARIOS
+from ngd_drills.scenarios import SCENARIOS, Roles
 from ngd_drills.vip import VipEvent, VipWatcher
 
 DRILL_SH = Path(__file__).resolve().parents[2] / "drill.sh"
@@ -118,6 +119,72 @@ def test_gateway_kill_fails_when_the_vip_moves_or_reconnects_are_slow() -> None:
     slow = _result("gateway-kill", max_vip_holders=1)
     slow.sim["reconnect_ms"] = {"count": 50, "p99": 1500.0}
     assert not all(t.ok for t in evaluate(SCENARIOS["gateway-kill"], slow))
+
+
+class _Recorder:
+    """Records commands; `systemctl is-active` answers with is_active_rc."""
+
+    supports_host_power = False
+
+    def __init__(self, is_active_rc: int = 0) -> None:
+        self.commands: list[tuple[str, str]] = []
+        self.is_active_rc = is_active_rc
+
+    def run(self, host: str, command: str, timeout: float = 30.0) -> Result:
+        self.commands.append((host, command))
+        return Result(self.is_active_rc if "is-active" in command else 0, "")
+
+
+def test_nginx_kill_is_a_crash_of_the_master_process_not_an_operator_stop() -> None:
+    ex = _Recorder()
+    SCENARIOS["nginx-kill"].inject(ex, Roles(master="gw-a", backup="gw-b"))  # type: ignore[arg-type]
+    assert [h for h, _ in ex.commands] == ["gw-a"]
+    command = ex.commands[0][1]
+    # Only a process dying on its own makes systemd apply Restart=; a stop is never restarted.
+    assert "kill -KILL" in command and "MainPID" in command
+    assert "systemctl stop" not in command and "systemctl kill" not in command
+
+
+def test_nginx_kill_heal_expects_systemd_to_have_restarted_nginx(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    roles = Roles(master="gw-a", backup="gw-b")
+    back = _Recorder(is_active_rc=0)
+    SCENARIOS["nginx-kill"].heal(back, roles)  # type: ignore[arg-type]
+    assert not any("systemctl start" in c for _, c in back.commands)
+    monkeypatch.setattr(scenarios, "NGINX_RESTART_LIMIT_S", 0.0)
+    down = _Recorder(is_active_rc=3)
+    with pytest.raises(DrillError, match="systemd did not restart it"):
+        SCENARIOS["nginx-kill"].heal(down, roles)  # type: ignore[arg-type]
+    # The fault is never left behind, even when the drill fails.
+    assert ("gw-a", "systemctl start nginx") in down.commands
+
+
+def test_nginx_kill_fails_when_the_vip_moves_or_reconnects_are_slow() -> None:
+    ok = _result("nginx-kill", vip_holder_after=["gw-a"], max_vip_holders=1)
+    ok.sim["reconnect_ms"] = {"count": 200, "p99": 640.0}
+    assert all(t.ok for t in evaluate(SCENARIOS["nginx-kill"], ok))
+    moved = _result("nginx-kill", vip_moved=True, max_vip_holders=1)
+    assert [t.name for t in evaluate(SCENARIOS["nginx-kill"], moved) if not t.ok] == [
+        "VIP unchanged"
+    ]
+    slow = _result("nginx-kill", max_vip_holders=1)
+    slow.sim["reconnect_ms"] = {"count": 200, "p99": 4000.0}
+    assert [t.name for t in evaluate(SCENARIOS["nginx-kill"], slow) if not t.ok] == [
+        "devices reconnected <= 1000 ms p99"
+    ]
+
+
+def test_nginx_stop_must_move_the_vip_in_time() -> None:
+    ex = _Recorder()
+    SCENARIOS["nginx-stop"].inject(ex, Roles(master="gw-a", backup="gw-b"))  # type: ignore[arg-type]
+    assert ex.commands == [("gw-a", "systemctl stop nginx")]
+    fast = _result("nginx-stop", vip_move_s=2.1, vip_moved=True)
+    assert all(t.ok for t in evaluate(SCENARIOS["nginx-stop"], fast))
+    slow = _result("nginx-stop", vip_move_s=4.5, vip_moved=True)
+    assert [t.name for t in evaluate(SCENARIOS["nginx-stop"], slow) if not t.ok] == [
+        "VIP on the backup <= 3.0 s"
+    ]
 
 
 def test_partition_needs_split_brain_and_a_timely_alert() -> None:
