@@ -31,6 +31,9 @@ from .supervise import Supervisor
 from .verifier import Verdict, Verifier
 
 log = logging.getLogger("nanogridata.server")
+# Retransmissions of one frame answered when its original is stored; more are dropped unanswered
+# (a device resends one frame at a time: more copies in flight are a replaying client).
+RACING_ANSWERS_PER_FRAME = 4
 # Why reading is paused; it resumes when no reason is left.
 _HELD = 1  # by the server: frames awaiting the store (max_inflight), or a drain
 _WRITE_BLOCKED = 2  # by the device: its ACKs pile up unread above the write buffer's high mark
@@ -281,6 +284,10 @@ class IngestServer:
         self.loop = asyncio.get_running_loop()
         self._server: asyncio.base_events.Server | None = None
         self._inflight_keys: set[int] = set()
+        # Retransmissions that arrived while their original was on its way to the store (a device
+        # that reconnected after an ACK timeout): answered when the original's store returns.
+        # Unanswered, the device would wait out another ACK timeout and reconnect once more.
+        self._racing: dict[int, list[tuple[DeviceConnection, Verdict]]] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._sweeper: asyncio.Task[None] | None = None
         self._drain_task: asyncio.Task[None] | None = None
@@ -458,8 +465,11 @@ class IngestServer:
                 key = (model << 64) | (verdict.device_id << 32) | verdict.seq
                 if key in inflight_keys:
                     # Same frame already on its way to the store (a retransmission racing its
-                    # original): no answer yet; the device retries and then learns DUPLICATE.
+                    # original): answered DUPLICATE (or BUSY) once the original's store returns.
                     self.reject("duplicate")
+                    waiting = self._racing.setdefault(key, [])
+                    if len(waiting) < RACING_ANSWERS_PER_FRAME:
+                        waiting.append((conn, verdict))
                 else:
                     inflight_keys.add(key)
                     accepted.append(verdict)
@@ -548,12 +558,18 @@ class IngestServer:
             ok = 0
             index = 0
             writes: list[tuple[DeviceConnection, bytes]] = []  # one write per read
+            racing = self._racing
+            answers_to_racing: list[tuple[DeviceConnection, bytes]] = []
             for conn, verdicts, t_read, _ in batch:
                 acks = []
                 for v in verdicts:
                     status = statuses[index]
                     index += 1
                     model, ftype, device, seq = v.model_id, v.frame_type, v.device_id, v.seq
+                    if racing:
+                        waiting = racing.pop((model << 64) | (device << 32) | seq, None)
+                        if waiting:
+                            answers_to_racing += self._answer_racing(waiting, status, ack_ms)
                     if status == status_ok:
                         ok += 1
                         mark(model, device, seq)  # only now: a BUSY frame stays retransmittable
@@ -569,16 +585,38 @@ class IngestServer:
             self._flush_replay()  # the replay marks reach the journal before the device hears OK
             for conn, data in writes:
                 conn.send(data)
+            for conn, data in answers_to_racing:  # after the original's own ACK
+                conn.send(data)
             self.counters.acked_ok += ok
         finally:
             resume_below = self.config.max_inflight // 2 + 1
             discard = self._inflight_keys.discard
+            racing = self._racing
             for conn, verdicts, _, _ in batch:
                 for v in verdicts:
-                    discard((v.model_id << 64) | (v.device_id << 32) | v.seq)
+                    key = (v.model_id << 64) | (v.device_id << 32) | v.seq
+                    discard(key)
+                    if racing:
+                        racing.pop(key, None)  # unanswered only when the store raised
                 conn.inflight -= len(verdicts)
                 if conn.inflight < resume_below and not self.draining:
                     conn.resume()
+
+    def _answer_racing(
+        self, waiting: list[tuple[DeviceConnection, Verdict]], status: int, ack_ms: int
+    ) -> list[tuple[DeviceConnection, bytes]]:
+        """The ACKs of retransmissions that raced their original: DUPLICATE once it is stored
+        (what they would have heard a moment later), else the original's BUSY."""
+        reply = AckStatus.DUPLICATE if status == AckStatus.OK else status
+        acked = self.metrics.frames_acked
+        out = []
+        for conn, v in waiting:
+            out.append(
+                (conn, build_ack(v.mac or v.key, v.model_id, v.device_id, v.seq, ack_ms, reply, v.tag_len))
+            )
+            counter = (v.model_id, v.frame_type, int(reply))
+            acked[counter] = acked.get(counter, 0) + 1
+        return out
 
     def _command(self, v: Verdict) -> None:
         """COMMAND frames are handled here (routed to the local handler): log + metric."""
