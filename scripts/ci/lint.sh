@@ -40,7 +40,9 @@ done
 
 # The repository stands alone: what a user clones must not point at files only its authors have.
 log "no file refers to a path outside the repository"
-if git grep -n -I -E '(\.\./)+shared/lab-notes|lab-notes\.md' -- . ':!scripts/ci/lint.sh'; then
+# The pattern is spelled in pieces so that this file does not match it itself.
+outside_notes='lab''-notes'
+if git grep -n -I -E "$outside_notes" -- .; then
   die "the files above refer to notes outside the repository: state the fact itself instead"
 fi
 
