@@ -25,8 +25,8 @@ from pathlib import Path
 from typing import Any
 
 import uvloop
-from bench_ingest import SECRET_HEX, loadavg
 from ingest_server import MemoryStore
+from serve_process import SECRET_HEX, loadavg
 
 from nanogridata_gateway import app as app_module
 from nanogridata_gateway import server as server_module

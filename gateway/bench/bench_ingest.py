@@ -38,29 +38,14 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+from serve_process import SECRET_HEX, cpu_seconds, loadavg, rss_mb
+
 HERE = Path(__file__).resolve().parent
-SECRET_HEX = "c85e1b3a9f20d74e6b1c8a05f3d9e27b4a6c0f18e5b2d93a7c4f061e8b3d5a92"  # throw-away benchmark secret
 ECHO_PORT, GW_PORT, GW_HTTP = 25801, 25802, 25803
 # --pin: server on CPU 0, simulator on CPU 1. Off by default: on a machine shared with other jobs
 # a pinned process waits for its one core while the other may be idle (measured: p50 300 ms
 # pinned vs 1 ms unpinned at 2,000 frames/s under load 8).
 PIN = False
-
-
-def loadavg() -> str:
-    return " ".join(Path("/proc/loadavg").read_text().split()[:3])
-
-
-def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def rss_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
 
 
 def wait_port(port: int, timeout: float = 15.0) -> None:

@@ -63,6 +63,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
+from serve_process import cpu_seconds, free_port, loadavg, rss_mb
+
 HERE = Path(__file__).resolve().parent
 LOADGEN_SRC = HERE / "loadgen"
 PAYLOAD, TAG = 100, 16
@@ -88,29 +90,6 @@ QUICK = Scale(duration=2.0, conns=20, rates=(1_000, 200), idle=100, drain=5.0)
 
 def log(msg: str) -> None:
     print(msg, file=sys.stderr, flush=True)
-
-
-def loadavg() -> str:
-    return " ".join(Path("/proc/loadavg").read_text().split()[:3])
-
-
-def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def rss_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 def wait_until(

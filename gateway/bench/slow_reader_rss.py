@@ -13,26 +13,17 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import socket
-import subprocess
-import sys
 import tempfile
 import threading
 import time
 import urllib.request
 from pathlib import Path
 
+from serve_process import SECRET_HEX, free_port, serve_config, start_serve
+
 from nanogridata_gateway.codec import build_frame
 from nanogridata_gateway.keys import derive_device_key
-
-SECRET_HEX = "c3" * 32
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def rss_kb(pid: int) -> int:
@@ -43,33 +34,8 @@ def rss_kb(pid: int) -> int:
 
 
 def config(tmp: Path, data_port: int, http_port: int, server_extra: str = "") -> Path:
-    cfg = tmp / "gateway.toml"
-    cfg.write_text(f"""
-[server]
-data_host = "127.0.0.1"
-data_port = {data_port}
-metrics_host = "127.0.0.1"
-metrics_port = {http_port}
-rate_limit_per_s = 0
-{server_extra}
-[state]
-dir = "{tmp / "state"}"
-[log]
-level = "warning"
-[models."0x10"]
-[spool]
-path = "{tmp / "spool.db"}"
-dead_letter_dir = "{tmp / "dead"}"
-[sinks.debug]
-type = "jsonl"
-path = "{tmp / "records.jsonl"}"
-[routes]
-TELEMETRY = ["debug"]
-EVENT = ["debug"]
-CONFIG = ["debug"]
-COMMAND = ["local"]
-""")
-    return cfg
+    """The gateway under test: rate limit off (one client replays as fast as it can)."""
+    return serve_config(tmp, data_port, http_port, server_extra=f"rate_limit_per_s = 0\n{server_extra}")
 
 
 def replay_forever(port: int, device: int, stop: threading.Event, closed: list[int]) -> None:
@@ -102,22 +68,9 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmpdir:
         tmp = Path(tmpdir)
         data_port, http_port = free_port(), free_port()
-        env = dict(os.environ, NANOGRIDATA_SECRET_MODEL_10=SECRET_HEX)
         cfg = config(tmp, data_port, http_port)
-        argv = [sys.executable, "-m", "nanogridata_gateway.cli", "serve", "-c", str(cfg)]
-        proc = subprocess.Popen(argv, env=env)
+        proc = start_serve(cfg, http_port)
         try:
-            deadline = time.monotonic() + 60
-            while True:
-                try:
-                    with urllib.request.urlopen(f"http://127.0.0.1:{http_port}/ready", timeout=1) as r:
-                        if r.status == 200:
-                            break
-                except OSError:
-                    pass
-                if time.monotonic() > deadline or proc.poll() is not None:
-                    raise SystemExit("gateway did not become ready")
-                time.sleep(0.1)
             before = rss_kb(proc.pid)
             stop = threading.Event()
             closed: list[int] = []

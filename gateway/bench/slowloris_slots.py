@@ -12,17 +12,15 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import socket
-import subprocess
-import sys
 import tempfile
 import threading
 import time
 import urllib.request
 from pathlib import Path
 
-from slow_reader_rss import SECRET_HEX, config, free_port
+from serve_process import SECRET_HEX, free_port, start_serve
+from slow_reader_rss import config
 
 from nanogridata_gateway.codec import build_frame
 from nanogridata_gateway.keys import derive_device_key
@@ -68,23 +66,10 @@ def main() -> None:
         tmp = Path(tmpdir)
         data_port, http_port = free_port(), free_port()
         cfg = config(tmp, data_port, http_port, f"max_connections = {args.slow}")
-        env = dict(os.environ, NANOGRIDATA_SECRET_MODEL_10=SECRET_HEX)
-        argv = [sys.executable, "-m", "nanogridata_gateway.cli", "serve", "-c", str(cfg)]
-        proc = subprocess.Popen(argv, env=env)
+        proc = start_serve(cfg, http_port)
         stop = threading.Event()
         threads: list[threading.Thread] = []
         try:
-            deadline = time.monotonic() + 60
-            while True:
-                try:
-                    with urllib.request.urlopen(f"http://127.0.0.1:{http_port}/ready", timeout=1) as r:
-                        if r.status == 200:
-                            break
-                except OSError:
-                    pass
-                if time.monotonic() > deadline or proc.poll() is not None:
-                    raise SystemExit("gateway did not become ready")
-                time.sleep(0.1)
             ended: list[int] = []
             threads = [
                 threading.Thread(target=dribble, args=(data_port, 100 + i, stop, ended))

@@ -1,12 +1,11 @@
 """Ingest test support: the vectors, a Store test double, an in-process gateway, a raw TCP device,
-the config of a `nanogridata-gateway serve` process, free ports and condition waits."""
+condition waits. (A real `serve` process: bench/serve_process.py.)"""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import json
-import socket
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import replace
@@ -29,12 +28,6 @@ SECRET_10 = bytes(range(32))
 SECRET_30 = bytes(range(1, 33))
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 async def wait_until(check: Callable[[], Any], what: str, timeout: float = 20.0) -> None:
     """Poll `check` (sync or async) until it is true; a generous deadline for a starved CI."""
     try:
@@ -48,44 +41,6 @@ async def wait_until(check: Callable[[], Any], what: str, timeout: float = 20.0)
                 await asyncio.sleep(0.02)
     except TimeoutError:
         raise AssertionError(what) from None
-
-
-def serve_config(
-    tmp: Path,
-    data_port: int,
-    http_port: int,
-    *,
-    state: Path | None = None,
-    spool: Path | None = None,
-    sink: str = "debug",
-    server_extra: str = "",
-) -> Path:
-    """A config for `nanogridata-gateway serve` on loopback: model 0x10 (secret from the
-    environment), the durable spool, one jsonl sink `sink` writing `<tmp>/<sink>.jsonl`."""
-    cfg = tmp / f"gateway-{data_port}.toml"
-    cfg.write_text(f"""
-[server]
-data_host = "127.0.0.1"
-data_port = {data_port}
-metrics_host = "127.0.0.1"
-metrics_port = {http_port}
-{server_extra}
-[state]
-dir = "{state or tmp / "state"}"
-[models."0x10"]
-[spool]
-path = "{spool or tmp / "spool.db"}"
-dead_letter_dir = "{tmp / "dead"}"
-[sinks.{sink}]
-type = "jsonl"
-path = "{tmp / f"{sink}.jsonl"}"
-[routes]
-TELEMETRY = ["{sink}"]
-EVENT = ["{sink}"]
-CONFIG = ["{sink}"]
-COMMAND = ["local"]
-""")
-    return cfg
 
 
 def load_vectors() -> dict[str, Any]:

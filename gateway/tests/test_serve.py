@@ -4,50 +4,26 @@ records in the jsonl sink, SIGTERM drains and exits 0."""
 from __future__ import annotations
 
 import json
-import os
 import signal
 import socket
 import subprocess
-import sys
 import time
-import urllib.request
 from pathlib import Path
 
 import cbor2
+from serve_process import SECRET_HEX, free_port, serve_config, start_serve
 
 from nanogridata_gateway.codec import build_frame, verify_ack
 from nanogridata_gateway.keys import derive_device_key
 from nanogridata_gateway.protocol import AckStatus
-
-from ingest_support import free_port, serve_config
-
-# as `nanogridata-gateway keygen` makes them: the loader refuses patterns like "ab" * 32
-SECRET_HEX = "1413e4ba4ce3f05b23d568b7dca29f2d68277570e15efdf78d4520c6b0fbef4e"
 
 
 def test_serve_acks_stores_and_drains_on_sigterm(tmp_path: Path) -> None:
     data_port, http_port = free_port(), free_port()
     out = tmp_path / "debug.jsonl"
     cfg = serve_config(tmp_path, data_port, http_port)
-    env = dict(os.environ, NANOGRIDATA_SECRET_MODEL_10=SECRET_HEX)
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "nanogridata_gateway.cli", "serve", "-c", str(cfg)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        env=env,
-    )
+    proc = start_serve(cfg, http_port, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     try:
-        deadline = time.time() + 60  # generous: CI runs this starved beside the lab deploy
-        while True:
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{http_port}/ready", timeout=1) as resp:
-                    if resp.status == 200:
-                        break
-            except OSError:
-                pass
-            assert time.time() < deadline, "gateway did not become ready"
-            assert proc.poll() is None, proc.stdout.read() if proc.stdout else ""
-            time.sleep(0.1)
         key = derive_device_key(bytes.fromhex(SECRET_HEX), 0x10, 5)
         now = time.time_ns() // 1_000_000
         frames = b"".join(

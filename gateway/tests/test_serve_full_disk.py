@@ -24,12 +24,11 @@ from pathlib import Path
 
 import cbor2
 import pytest
+from serve_process import free_port, serve_config
 
 from nanogridata_gateway.codec import Ack, build_frame, verify_ack
 from nanogridata_gateway.keys import derive_device_key
 from nanogridata_gateway.protocol import AckStatus
-
-from ingest_support import free_port, serve_config
 
 SECRET_HEX = "9d41c2e07a5b3f68e1d02c94b7a6f35e08c1d7b24f9ea36150d8c7b2e4fa0913"
 KEY = derive_device_key(bytes.fromhex(SECRET_HEX), 0x10, 5)

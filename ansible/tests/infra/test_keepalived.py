@@ -25,6 +25,23 @@ def vip_holders(gateways: list[str], other_host: Callable[[str], testinfra.host.
     return [g for g in gateways if has_vip(other_host(g), vip)]
 
 
+def elected_master(
+    name: str,
+    groups: dict[str, list[str]],
+    hostvars: dict[str, Any],
+    other_host: Callable[[str], testinfra.host.Host],
+) -> tuple[list[str], str, str]:
+    """For a pair-wide check (run once, from the first gateway; skipped on the others): the
+    gateways, the VIP and the node holding it, once exactly one does. Both nodes start BACKUP:
+    the election (startup delay + 3 adverts) gets its time."""
+    gateways = groups["gateways"]
+    if name != gateways[0]:
+        pytest.skip("pair-wide check, run once")
+    vip = hostvars["ngd_vip"]
+    wait_for(lambda: len(vip_holders(gateways, other_host, vip)) == 1, "exactly one VIP holder")
+    return gateways, vip, vip_holders(gateways, other_host, vip)[0]
+
+
 def test_keepalived_running_with_valid_config(host: testinfra.host.Host) -> None:
     service = host.service("keepalived")
     assert service.is_enabled and service.is_running
@@ -70,12 +87,7 @@ def test_vip_on_exactly_one_gateway(
     hostvars: dict[str, Any],
     other_host: Callable[[str], testinfra.host.Host],
 ) -> None:
-    gateways = groups["gateways"]
-    if name != gateways[0]:
-        pytest.skip("pair-wide check, run once")
-    vip = hostvars["ngd_vip"]
-    # Both nodes start BACKUP: give the election (startup delay + 3 adverts) time.
-    wait_for(lambda: len(vip_holders(gateways, other_host, vip)) == 1, "exactly one VIP holder")
+    gateways, vip, _ = elected_master(name, groups, hostvars, other_host)
     time.sleep(1.0)  # and it stays that way (no flapping)
     assert len(vip_holders(gateways, other_host, vip)) == 1
 
@@ -100,12 +112,7 @@ def test_nginx_loss_moves_vip_and_recovery_does_not_move_it_back(
     hostvars: dict[str, Any],
     other_host: Callable[[str], testinfra.host.Host],
 ) -> None:
-    gateways = groups["gateways"]
-    if name != gateways[0]:
-        pytest.skip("pair-wide check, run once")
-    vip = hostvars["ngd_vip"]
-    wait_for(lambda: len(vip_holders(gateways, other_host, vip)) == 1, "exactly one VIP holder")
-    master = vip_holders(gateways, other_host, vip)[0]
+    gateways, vip, master = elected_master(name, groups, hostvars, other_host)
     backup = next(g for g in gateways if g != master)
     master_host = other_host(master)
     master_host.check_output("systemctl stop nginx")
@@ -133,12 +140,7 @@ def test_nginx_crash_is_masked_by_systemd_without_moving_the_vip(
 ) -> None:
     """A crashed nginx (master SIGKILLed) is restarted by systemd on the same node; chk_nginx
     (interval x fall) outlasts that restart, so the VIP stays: no failover, no flap."""
-    gateways = groups["gateways"]
-    if name != gateways[0]:
-        pytest.skip("pair-wide check, run once")
-    vip = hostvars["ngd_vip"]
-    wait_for(lambda: len(vip_holders(gateways, other_host, vip)) == 1, "exactly one VIP holder")
-    master = vip_holders(gateways, other_host, vip)[0]
+    gateways, vip, master = elected_master(name, groups, hostvars, other_host)
     master_host = other_host(master)
     pid = int(master_host.check_output("systemctl show nginx --property=MainPID --value"))
     assert pid > 0

@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 from prometheus_client import CollectorRegistry
+from serve_process import serve_config
 
 from nanogridata_gateway.delivery import DeliveryStore, open_store
 from nanogridata_gateway.delivery_config import parse_delivery_config
@@ -23,7 +24,6 @@ from nanogridata_gateway.errors import ConfigError
 from nanogridata_gateway.replay import ReplayWindows
 
 from conftest import Collector, delivery_raw, free_port, make_record, wait_for
-from ingest_support import serve_config
 
 GATEWAY_SRC = Path(__file__).resolve().parents[2] / "src"
 
