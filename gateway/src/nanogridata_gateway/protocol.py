@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import struct
 from enum import IntEnum, StrEnum
-from typing import Any, Final, NamedTuple
+from typing import Final, NamedTuple
 
 MAGIC: Final = b"\xc1\x53"
 VERSION: Final = 1
@@ -97,10 +97,9 @@ class Header(NamedTuple):
         return HEADER_LEN + self.payload_len + self.tag_len
 
 
-def unpack_header(data: bytes, offset: int = 0) -> tuple[Any, ...]:
-    """The header fields at `offset` as a plain tuple, in Header's order (the verifier's hot path:
-    no object per frame)."""
-    return HEADER.unpack_from(data, offset)
+# The header fields at an offset as a plain tuple, in Header's order (the verifier's hot path: no
+# object, no Python call per frame): unpack_header(data, offset=0).
+unpack_header: Final = HEADER.unpack_from
 
 
 def parse_header(data: bytes | bytearray | memoryview, offset: int = 0) -> Header:
@@ -126,18 +125,8 @@ def header_fault(magic: bytes, version: int, frame_type: int, flags: int, payloa
     return None
 
 
-_M0, _M1 = MAGIC
-
-
-def frame_extent(buf: bytes, pos: int) -> int:
-    """For a stream splitter: the payload length declared by the header at `pos` (at least
-    HEADER_LEN bytes must be there), -1 when no frame starts there (bad magic). The whole frame
-    is HEADER_LEN + that + tag_length(buf, pos)."""
-    if buf[pos] != _M0 or buf[pos + 1] != _M1:
-        return -1
-    return (buf[pos + 6] << 8) | buf[pos + 7]
-
-
-def tag_length(buf: bytes, pos: int) -> int:
-    """The tag length the header at `pos` declares (its flags)."""
-    return LONG_TAG if buf[pos + 5] & FLAG_LONG_TAG else SHORT_TAG
+# What a stream splitter reads of a header: magic, flags, payload length (HEADER's first 8 bytes,
+# the middle three skipped): unpack_prefix(data, offset) -> (magic, flags, payload_len).
+_PREFIX: Final = struct.Struct(">2sxxxBH")
+assert _PREFIX.size == HEADER.size - 16 and HEADER.format.startswith(">2sBBBBH")
+unpack_prefix: Final = _PREFIX.unpack_from

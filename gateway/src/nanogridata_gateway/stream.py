@@ -7,7 +7,16 @@ ends the stream ("bad_magic"): without it there is no way to find the next frame
 
 from __future__ import annotations
 
-from .protocol import HEADER_LEN, MAX_PAYLOAD, Reject, frame_extent, tag_length
+from .protocol import (
+    FLAG_LONG_TAG,
+    HEADER_LEN,
+    LONG_TAG,
+    MAGIC,
+    MAX_PAYLOAD,
+    SHORT_TAG,
+    Reject,
+    unpack_prefix,
+)
 
 BAD_MAGIC = Reject.BAD_MAGIC
 PAYLOAD_TOO_LARGE = Reject.PAYLOAD_TOO_LARGE
@@ -48,13 +57,13 @@ class FrameStream:
         pos = 0
         end = len(buf)
         while end - pos >= HEADER_LEN:
-            n = frame_extent(buf, pos)
-            if n < 0:
+            magic, flags, n = unpack_prefix(buf, pos)
+            if magic != MAGIC:
                 out.append(BAD_MAGIC)
                 self.closed = True
                 self._buf = b""
                 return out
-            size = HEADER_LEN + n + tag_length(buf, pos)
+            size = HEADER_LEN + n + (LONG_TAG if flags & FLAG_LONG_TAG else SHORT_TAG)
             if n > MAX_PAYLOAD:
                 out.append(PAYLOAD_TOO_LARGE)
                 if pos + size > end:

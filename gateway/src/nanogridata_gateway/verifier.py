@@ -15,11 +15,16 @@ from .cbor_limits import CborError, decode
 from .keys import ModelKeys
 from .mac import DeviceMac, hmac_sha256
 from .protocol import (
+    DEVICE_TYPES,
     FLAG_LONG_TAG,
     FUTURE_SKEW_MS,
     HEADER_LEN,
     LONG_TAG,
+    MAGIC,
+    MAX_PAYLOAD,
+    RESERVED_FLAGS,
     SHORT_TAG,
+    VERSION,
     AckStatus,
     Reject,
     header_fault,
@@ -150,9 +155,15 @@ class Verifier:
     def verify(self, frame: bytes, now_ms: int) -> Verdict:
         """Verify one complete frame (as FrameStream yields them: header + payload + tag)."""
         magic, version, model, ftype, flags, n, dev, seq, ts = unpack_header(frame)
-        fault = header_fault(magic, version, ftype, flags, n)
-        if fault is not None:
-            return Verdict(fault, None)
+        # header_fault's checks, inline (once per frame); it names the rule when one fails
+        if (
+            magic != MAGIC
+            or version != VERSION
+            or flags & RESERVED_FLAGS
+            or ftype not in DEVICE_TYPES
+            or n > MAX_PAYLOAD
+        ):
+            return Verdict(header_fault(magic, version, ftype, flags, n), None)
         spec = self._models.get(model)
         if spec is None:
             return Verdict(Reject.UNKNOWN_MODEL, None)
