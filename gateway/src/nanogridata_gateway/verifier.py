@@ -147,11 +147,6 @@ class Verifier:
         self._macs[cache_key] = mac
         return mac
 
-    def check_structure(self, frame: bytes) -> Reject | None:
-        """Structural checks on a complete frame's header; the rejection reason or None."""
-        magic, version, _, ftype, flags, n, _, _, _ = unpack_header(frame)
-        return header_fault(magic, version, ftype, flags, n)
-
     def verify(self, frame: bytes, now_ms: int) -> Verdict:
         """Verify one complete frame (as FrameStream yields them: header + payload + tag)."""
         magic, version, model, ftype, flags, n, dev, seq, ts = unpack_header(frame)
