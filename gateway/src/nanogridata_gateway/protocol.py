@@ -98,7 +98,7 @@ class Header(NamedTuple):
 
 
 # The header fields at an offset as a plain tuple, in Header's order (the verifier's hot path: no
-# object, no Python call per frame): unpack_header(data, offset=0).
+# object and no Python-level function per frame): unpack_header(data, offset=0).
 unpack_header: Final = HEADER.unpack_from
 
 
@@ -125,8 +125,8 @@ def header_fault(magic: bytes, version: int, frame_type: int, flags: int, payloa
     return None
 
 
-# What a stream splitter reads of a header: magic, flags, payload length (HEADER's first 8 bytes,
-# the middle three skipped): unpack_prefix(data, offset) -> (magic, flags, payload_len).
+# What a stream splitter reads of a header: magic, flags, payload length (HEADER's first 8 bytes;
+# version, model and type skipped): unpack_prefix(data, offset) -> (magic, flags, payload_len).
 _PREFIX: Final = struct.Struct(">2sxxxBH")
 assert _PREFIX.size == HEADER.size - 16 and HEADER.format.startswith(">2sBBBBH")
 unpack_prefix: Final = _PREFIX.unpack_from
