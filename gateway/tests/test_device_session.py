@@ -330,13 +330,15 @@ def test_at_most_four_racing_copies_are_answered() -> None:
 def test_frames_in_flight_hold_reading_until_half_are_released() -> None:
     ctx = context(max_inflight=4, rate_limit_per_s=0)
     s, dev = session(ctx), Device(5)
-    first = s.receive_data(dev.frame(1) + dev.frame(2), 1.0)
-    assert not first.hold and s.inflight == 2
-    second = s.receive_data(dev.frame(3) + dev.frame(4), 1.0)
+    first = s.receive_data(dev.frame(1), 1.0)
+    assert not first.hold and s.inflight == 1
+    second = s.receive_data(dev.frame(2) + dev.frame(3) + dev.frame(4), 1.0)
     assert second.hold and s.inflight == 4  # at max_inflight: stop reading
-    s.stored(first.frames, [OK, OK], now_ms())
-    assert s.release(first.frames)  # 2 left: below half of 4 plus one, read again
-    assert s.inflight == 2 and len(ctx.inflight_keys) == 2
+    s.stored(first.frames, [OK], now_ms())
+    assert not s.release(first.frames)  # 3 left: not below half of 4 plus one
+    s.stored(second.frames, [OK] * 3, now_ms())
+    assert s.release(second.frames)  # none left: read again
+    assert s.inflight == 0 and ctx.inflight_keys == set()
 
 
 def test_statuses_follow_their_frames_and_only_ok_frames_are_marked() -> None:
