@@ -16,7 +16,7 @@ from nanogridata_gateway.records import Record, StoreFull
 from nanogridata_gateway.schema import SchemaError, check_schema
 from test_server import run
 
-from ingest_support import Device, MemoryStore, make_config, running_gateway, wait_until
+from ingest_support import Device, MemoryStore, make_config, running_gateway
 
 
 class OddSeqFullStore(MemoryStore):
@@ -65,56 +65,6 @@ def test_statuses_follow_their_frames_within_one_read(tmp_path: Path) -> None:
             assert m.rejected["busy"] == 4
             await a.close()
             await b.close()
-
-    run(scenario())
-
-
-def test_retransmission_racing_its_original_in_one_read_is_not_stored_twice(tmp_path: Path) -> None:
-    async def scenario() -> None:
-        async with running_gateway(make_config(tmp_path)) as (gw, store):
-            dev = Device(3)
-            await dev.connect(gw.server.port)
-            frame = dev.frame(5)
-            await dev.send(frame + frame)
-            first, second = await dev.acks(2)
-            assert (first.seq, first.status) == (5, AckStatus.OK)
-            assert (second.seq, second.status) == (5, AckStatus.DUPLICATE)  # once the original is stored
-            assert await dev.no_ack()
-            assert len(store.records) == 1
-            assert gw.metrics.rejected["duplicate"] == 1
-            await dev.close()
-
-    run(scenario())
-
-
-def test_a_retransmission_on_a_new_connection_racing_its_original_is_answered(tmp_path: Path) -> None:
-    """A device that gave up waiting reconnects and resends a frame whose store is still under way:
-    it hears DUPLICATE as soon as the original is stored, instead of nothing (which cost it one
-    more ACK timeout and reconnect); a full store answers both copies BUSY."""
-
-    async def scenario() -> None:
-        async with running_gateway(make_config(tmp_path)) as (gw, store):
-            store.delay_s = 0.5
-            old, new = Device(3), Device(3)
-            await old.connect(gw.server.port)
-            await new.connect(gw.server.port)
-            await old.send(old.frame(5))
-            await wait_until(lambda: gw.server.stats()["frames_in_flight"] == 1, "the original in flight")
-            await new.send(new.frame(5))
-            [ack_new] = await new.acks(1)
-            [ack_old] = await old.acks(1)
-            assert (ack_old.seq, ack_old.status) == (5, AckStatus.OK)
-            assert (ack_new.seq, ack_new.status) == (5, AckStatus.DUPLICATE)
-            assert len(store.records) == 1
-
-            store.full = True
-            await old.send(old.frame(6))
-            await wait_until(lambda: gw.server.stats()["frames_in_flight"] == 1, "the next one in flight")
-            await new.send(new.frame(6))
-            assert [a.status for a in await new.acks(1)] == [AckStatus.BUSY]
-            assert [a.status for a in await old.acks(1)] == [AckStatus.BUSY]
-            await old.close()
-            await new.close()
 
     run(scenario())
 

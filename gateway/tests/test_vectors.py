@@ -9,9 +9,9 @@ from typing import Any
 import cbor2
 import pytest
 
-from nanogridata_gateway.codec import build_ack, build_frame, parse_ack_status, parse_header
+from nanogridata_gateway.codec import build_ack, build_frame, parse_ack_status
 from nanogridata_gateway.keys import derive_device_key
-from nanogridata_gateway.protocol import REASONS, AckStatus
+from nanogridata_gateway.protocol import REASONS, AckStatus, parse_header
 from nanogridata_gateway.replay import ReplayWindows
 from nanogridata_gateway.stream import FrameStream
 from nanogridata_gateway.verifier import ModelSpec, Verifier

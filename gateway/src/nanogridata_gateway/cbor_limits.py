@@ -10,6 +10,8 @@ from __future__ import annotations
 import struct
 from typing import Any, Final
 
+from .protocol import Reject
+
 MAX_DEPTH: Final = 4
 MAX_STRING: Final = 256
 MAX_ARRAY: Final = 64
@@ -22,15 +24,15 @@ _KEY_TYPES = (int, str, bytes)
 
 
 class CborError(ValueError):
-    reason = "cbor_malformed"
+    reason = Reject.CBOR_MALFORMED
 
 
 class CborMalformed(CborError):
-    reason = "cbor_malformed"
+    reason = Reject.CBOR_MALFORMED
 
 
 class CborLimits(CborError):
-    reason = "cbor_limits"
+    reason = Reject.CBOR_LIMITS
 
 
 def decode(data: bytes) -> Any:

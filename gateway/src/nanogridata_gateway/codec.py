@@ -1,6 +1,7 @@
-"""Sans-IO frame codec: building frames and ACKs, and splitting a byte stream into frames.
+"""Sans-IO frame codec: building frames and ACKs, and checking an ACK as a device does.
 
-Pure functions over bytes; no sockets, no clocks. Verification lives in `verifier`.
+Pure functions over bytes; no sockets, no clocks. The header is decoded in `protocol`, frames are
+split from a byte stream in `stream`, verified in `verifier`.
 """
 
 from __future__ import annotations
@@ -20,38 +21,11 @@ from .protocol import (
     SHORT_TAG,
     VERSION,
     FrameType,
+    parse_header,
 )
 
 _ACK_PAYLOADS = tuple(bytes([0x81, status]) for status in range(24))
 _ACK_HEADER = HEADER
-
-
-@dataclass(frozen=True, slots=True)
-class Header:
-    version: int
-    model_id: int
-    frame_type: int
-    flags: int
-    payload_len: int
-    device_id: int
-    seq: int
-    timestamp_ms: int
-
-    @property
-    def tag_len(self) -> int:
-        return LONG_TAG if self.flags & FLAG_LONG_TAG else SHORT_TAG
-
-    @property
-    def frame_len(self) -> int:
-        return HEADER_LEN + self.payload_len + self.tag_len
-
-
-def parse_header(data: bytes | bytearray | memoryview, offset: int = 0) -> Header:
-    """Decode the 24 header bytes at `offset` (no validation beyond the magic)."""
-    magic, version, model, ftype, flags, n, dev, seq, ts = HEADER.unpack_from(data, offset)
-    if magic != MAGIC:
-        raise ValueError("bad magic")
-    return Header(version, model, ftype, flags, n, dev, seq, ts)
 
 
 def build_frame(

@@ -15,10 +15,7 @@ from urllib.parse import urlsplit
 
 from .errors import ConfigError
 from .keys import secret_weakness
-
-# Payload types of protocol v1 that a route can name (ACK is gateway -> device only).
-FRAME_TYPES: dict[str, int] = {"TELEMETRY": 0x01, "EVENT": 0x02, "CONFIG": 0x03, "COMMAND": 0x04}
-FRAME_TYPE_NAMES: dict[int, str] = {v: k for k, v in FRAME_TYPES.items()}
+from .protocol import FRAME_TYPES
 
 SINK_TYPES = ("http_json", "influx_line", "jsonl")
 # The built-in local handler (COMMAND frames): logs the record and counts it; needs no config.

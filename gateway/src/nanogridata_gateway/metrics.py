@@ -75,6 +75,10 @@ class IngestMetrics(Collector):
         self.connections_closed = dict.fromkeys(CLOSE_REASONS, 0)
         self.bytes_received = 0
         self.rejected = dict.fromkeys(REASONS, 0)
+        # Totals for /stats (cheaper to read than summing the labelled counters)
+        self.frames_total = 0  # frames read whole (rate-limited ones included)
+        self.frames_acked_ok = 0
+        self.frames_rejected_total = 0
         self.frames_received: dict[tuple[int, int], int] = {}  # (model, type)
         self.frames_acked: dict[tuple[int, int, int], int] = {}  # (model, type, status)
         self.mac_failures: dict[int, int] = {}
@@ -89,6 +93,7 @@ class IngestMetrics(Collector):
     # --- frame path -------------------------------------------------------------------------------
     def reject(self, reason: str) -> None:
         self.rejected[reason] += 1
+        self.frames_rejected_total += 1
 
     def frame_acked(self, model_id: int, frame_type: int, status: int) -> None:
         key = (model_id, frame_type, status)

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from .protocol import FrameType
+from .protocol import FrameType, Reject
 
 
 class SchemaError(ValueError):
-    reason = "schema"
+    reason = Reject.SCHEMA
 
 
 _TELEMETRY_VALUE_TYPES = (int, float, bool, str)  # bool is an int, listed for clarity

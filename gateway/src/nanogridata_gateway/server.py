@@ -1,10 +1,11 @@
 """The asyncio ingest server: device connections in, ACKs out, records to the Store.
 
-A thin shell around the sans-IO parts (stream splitter, verifier, PROXY parser): frames are
-split and verified synchronously in `data_received`; the accepted frames of every read in one
-event-loop iteration go to the Store as one batch, and each is answered OK only after the Store
-returned. Bookkeeping is per read where it can be (one ACK write, one latency observation,
-one in-flight update per read): at closed-loop load a read carries several frames.
+A thin shell around the sans-IO `session.DeviceSession`, which takes every protocol decision:
+`DeviceConnection` hands it the bytes read and does what it answers (send, pause reading, close);
+`IngestServer` listens, drains, and stores the accepted frames of every read in one event-loop
+iteration as one batch, answering each only after the Store returned. Bookkeeping is per read
+where it can be (one ACK write, one latency observation, one in-flight update per read): at
+closed-loop load a read carries several frames.
 """
 
 from __future__ import annotations
@@ -15,25 +16,19 @@ import logging
 import socket
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any, cast
 
-from .codec import build_ack
 from .config import ServerConfig
-from .connection_limits import WRITE_STALL, ConnectionDeadlines, SourceCounts, Timeouts
+from .connection_limits import WRITE_STALL, SourceCounts, Timeouts
 from .metrics import IngestMetrics
-from .protocol import AckStatus, FrameType
-from .proxy_protocol import ProxyHeaderError, parse_proxy_header
+from .protocol import AckStatus
 from .records import Record, Store, StoreFull
 from .replay import PersistentReplayGuard, ReplayWindows
-from .stream import BAD_MAGIC, FrameStream
+from .session import DeviceSession, Received, SessionContext
 from .supervise import Supervisor
 from .verifier import Verdict, Verifier
 
 log = logging.getLogger("nanogridata.server")
-# Retransmissions of one frame answered when its original is stored; more are dropped unanswered
-# (a device resends one frame at a time: more copies in flight are a replaying client).
-RACING_ANSWERS_PER_FRAME = 4
 # Why reading is paused; it resumes when no reason is left.
 _HELD = 1  # by the server: frames awaiting the store (max_inflight), or a drain
 _WRITE_BLOCKED = 2  # by the device: its ACKs pile up unread above the write buffer's high mark
@@ -43,52 +38,31 @@ def _now_ms() -> int:
     return time.time_ns() // 1_000_000
 
 
-@dataclass
-class Counters:
-    """Plain counters for /stats (cheaper to read than the Prometheus registry)."""
-
-    frames: int = 0
-    acked_ok: int = 0
-    rejected: int = 0
-    connections_total: int = 0
-
-
 class DeviceConnection(asyncio.Protocol):
-    __slots__ = (
-        "_closed",
-        "_last_refill",
-        "_paused",
-        "_proxy_buf",
-        "_stream",
-        "deadlines",
-        "inflight",
-        "peer",
-        "server",
-        "source",
-        "tokens",
-        "transport",
-    )
+    """Moves one connection's bytes between its transport and its `DeviceSession`; pauses
+    reading, resumes it and closes the transport when the session or the server says so."""
+
+    __slots__ = ("_paused", "server", "session", "transport")
 
     def __init__(self, server: IngestServer) -> None:
         self.server = server
         self.transport: asyncio.Transport | None = None
-        self.peer: Any = None
-        self._stream = FrameStream()
-        self._proxy_buf: bytes | None = b"" if server.config.proxy_protocol != "off" else None
-        # Rate-limit bucket: refilled by refill(), spent by IngestServer.process once per read.
-        self.tokens = float(server.config.rate_limit_burst)
-        self._last_refill = 0.0
-        self.deadlines = ConnectionDeadlines(0.0)
-        self.source: str | None = None  # the address counted in IngestServer.sources
-        self.inflight = 0
+        self.session = DeviceSession(server.sessions, owner=self)
         self._paused = 0  # _HELD | _WRITE_BLOCKED
-        self._closed = False
+
+    @property
+    def peer(self) -> Any:
+        return self.session.peer
+
+    @property
+    def inflight(self) -> int:
+        return self.session.inflight
 
     # --- asyncio.Protocol ---------------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)  # uvloop's transports are not subclasses
         srv = self.server
-        self.peer = transport.get_extra_info("peername")
+        self.session.peer = transport.get_extra_info("peername")
         reason = None
         if srv.draining:
             reason = "draining"
@@ -96,19 +70,15 @@ class DeviceConnection(asyncio.Protocol):
             reason = "max_connections"
         if reason is not None:
             srv.metrics.reject_connection(reason)
-            self._closed = True
             self.transport.abort()
             return
-        if self._proxy_buf is None and not srv.admit_source(self, self.peer):
-            self._closed = True
+        refused = self.session.open(srv.loop.time())
+        if refused is not None:
+            self._refuse(refused)
             return
-        now = srv.loop.time()
-        self._last_refill = now
-        self.deadlines = ConnectionDeadlines(now, partial=self._proxy_buf is not None)
         srv.connections.add(self)
         srv.metrics.connections_total += 1
         srv.metrics.connections_active += 1
-        srv.counters.connections_total += 1
         high = srv.config.max_write_buffer_bytes
         self.transport.set_write_buffer_limits(high=high, low=high // 4)
         sock = self.transport.get_extra_info("socket")
@@ -120,78 +90,38 @@ class DeviceConnection(asyncio.Protocol):
         if self in self.server.connections:
             self.server.connections.discard(self)
             self.server.metrics.connections_active -= 1
-        if self.source is not None:
-            self.server.sources.remove(self.source)
-            self.source = None
-        self._closed = True
+        self.session.closed()
 
     def pause_writing(self) -> None:
         """The transport's buffer is above its high mark: the device is not reading its ACKs.
         Read no more frames (each would add an ACK); the sweep closes the connection if the
         device has not drained the buffer within write_stall_timeout_s."""
-        self.deadlines.write_blocked(self.server.loop.time())
+        self.session.write_blocked(self.server.loop.time())
         self._pause(_WRITE_BLOCKED)
 
     def resume_writing(self) -> None:
-        self.deadlines.write_unblocked(self.server.loop.time())
+        self.session.write_unblocked(self.server.loop.time())
         self._resume(_WRITE_BLOCKED)
 
     def data_received(self, data: bytes) -> None:
-        srv = self.server
-        srv.metrics.bytes_received += len(data)
-        now = srv.loop.time()
-        completed = False
-        if self._proxy_buf is not None:
-            rest = self._proxy(data)
-            if rest is None:
-                self.deadlines.read(now, completed=False, partial=True)
-                return
-            data = rest
-            completed = True
-        stream = self._stream
-        items = stream.feed(data) if data else []
-        self.deadlines.read(now, completed=completed or bool(items), partial=stream.in_frame)
-        if items:
-            srv.process(self, items)
-        # Only what is left unparsed is held; the frames completed by this read are already out.
-        if stream.buffered > srv.config.max_buffer_bytes:
-            srv.reject("buffer_overflow")
-            self.close("buffer overflow")
+        got = self.session.receive_data(data, self.server.loop.time())
+        if got.reply:
+            self.send(got.reply)
+        if got.frames:
+            if got.hold:
+                self.pause()
+            self.server.queue(self, got)
+        if got.close is not None:
+            if got.abort:
+                self._refuse(got.close)
+            else:
+                self.close(got.close)
 
     # --- helpers ---------------------------------------------------------------------------------
-    def _proxy(self, data: bytes) -> bytes | None:
-        """Bytes after the PROXY header once it is complete; None while it is not (or refused).
-        The parser refuses a header longer than max_buffer_bytes as soon as its length is known,
-        so at most that much is held, however the header is split."""
-        assert self._proxy_buf is not None
-        srv = self.server
-        buf = self._proxy_buf + data
-        try:
-            parsed = parse_proxy_header(buf, srv.config.proxy_protocol, srv.config.max_buffer_bytes)
-        except ProxyHeaderError as exc:
-            srv.metrics.reject_connection("proxy_header")
-            self.close(f"PROXY header: {exc}")
-            return None
-        if parsed is None:
-            self._proxy_buf = buf
-            return None
-        consumed, source = parsed
-        if source is not None:
-            self.peer = source
-        self._proxy_buf = None
-        # Behind a proxy, the declared client is the source (LOCAL health checks: the proxy).
-        if not srv.admit_source(self, self.peer):
-            return None
-        return buf[consumed:]
-
-    def refill(self, now: float, rate: float) -> float:
-        """Token bucket: refill for the time since the last read; the tokens now available.
-        The caller takes one per frame and stores what is left in `tokens` (once per read:
-        every frame of a read arrived at the same time)."""
-        tokens = self.tokens + (now - self._last_refill) * rate
-        burst = self.server.config.rate_limit_burst
-        self._last_refill = now
-        return tokens if tokens < burst else float(burst)
+    def _refuse(self, why: str) -> None:
+        log.info("refusing connection", extra={"peer": _fmt_peer(self.peer), "why": why})
+        if self.transport is not None:
+            self.transport.abort()
 
     def send(self, data: bytes) -> None:
         if self.transport is not None and not self.transport.is_closing():
@@ -225,12 +155,12 @@ class DeviceConnection(asyncio.Protocol):
 
     def pause(self) -> None:
         """Stop reading for the server's own reasons (store back-pressure, drain)."""
-        self.deadlines.hold()
+        self.session.hold()
         self._pause(_HELD)
 
     def resume(self) -> None:
         if self._paused & _HELD:
-            self.deadlines.release(self.server.loop.time())
+            self.session.unhold(self.server.loop.time())
             self._resume(_HELD)
 
     def _pause(self, why: int) -> None:
@@ -273,21 +203,13 @@ class IngestServer:
         self.verifier = verifier
         self.store = store
         self.metrics = metrics
-        self.clock_ms = clock_ms
+        self.sessions = SessionContext(config, verifier, metrics, clock_ms)
         self.connections: set[DeviceConnection] = set()
-        self.sources = SourceCounts(config.max_connections_per_source)
-        self.timeouts = Timeouts(config.idle_timeout_s, config.frame_timeout_s, config.write_stall_timeout_s)
-        self.counters = Counters()
         self.draining = False
         self.drained = asyncio.Event()
         self.started_at = time.time()
         self.loop = asyncio.get_running_loop()
         self._server: asyncio.base_events.Server | None = None
-        self._inflight_keys: set[int] = set()
-        # Retransmissions that arrived while their original was on its way to the store (a device
-        # that reconnected after an ACK timeout): answered when the original's store returns.
-        # Unanswered, the device would wait out another ACK timeout and reconnect once more.
-        self._racing: dict[int, list[tuple[DeviceConnection, Verdict]]] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._sweeper: asyncio.Task[None] | None = None
         self._drain_task: asyncio.Task[None] | None = None
@@ -300,6 +222,23 @@ class IngestServer:
         self._journal = replay if isinstance(replay, PersistentReplayGuard) else None
         metrics.replay_journal = self._journal
         metrics.ready_probe = self.is_ready
+
+    @property
+    def clock_ms(self) -> Callable[[], int]:
+        """The wall clock (ms) of the timestamp window, the records and the ACKs."""
+        return self.sessions.clock_ms
+
+    @clock_ms.setter
+    def clock_ms(self, clock: Callable[[], int]) -> None:
+        self.sessions.clock_ms = clock
+
+    @property
+    def sources(self) -> SourceCounts:
+        return self.sessions.sources
+
+    @property
+    def timeouts(self) -> Timeouts:
+        return self.sessions.timeouts
 
     # --- lifecycle ---------------------------------------------------------------------------------
     async def start(self) -> None:
@@ -388,11 +327,11 @@ class IngestServer:
             "ready": self.is_ready(),
             "draining": self.draining,
             "connections_active": len(self.connections),
-            "connections_total": self.counters.connections_total,
-            "frames_received": self.counters.frames,
-            "frames_acked_ok": self.counters.acked_ok,
-            "frames_rejected": self.counters.rejected,
-            "frames_in_flight": len(self._inflight_keys),
+            "connections_total": self.metrics.connections_total,
+            "frames_received": self.metrics.frames_total,
+            "frames_acked_ok": self.metrics.frames_acked_ok,
+            "frames_rejected": self.metrics.frames_rejected_total,
+            "frames_in_flight": len(self.sessions.inflight_keys),
             "connections_write_blocked": sum(1 for c in self.connections if c.write_blocked),
             "write_buffered_bytes": sum(c.write_buffered for c in self.connections),
             "replay_devices": len(replay) if isinstance(replay, ReplayWindows) else None,
@@ -401,100 +340,19 @@ class IngestServer:
         }
 
     # --- connection accounting ---------------------------------------------------------------------
-    def admit_source(self, conn: DeviceConnection, peer: Any) -> bool:
-        """Count `conn` against its source address; refuse it (abort) when that address is at
-        max_connections_per_source."""
-        source = str(peer[0]) if isinstance(peer, tuple) and peer else str(peer)
-        if not self.sources.add(source):
-            self.metrics.reject_connection("max_connections_per_source")
-            why = "max_connections_per_source"
-            log.info("refusing connection", extra={"peer": _fmt_peer(peer), "why": why})
-            if conn.transport is not None:
-                conn.transport.abort()
-            return False
-        conn.source = source
-        return True
-
     def expire_connections(self, now: float) -> None:
         """Close every connection whose deadline has passed (see connection_limits)."""
-        timeouts = self.timeouts
         for conn in list(self.connections):
-            reason = conn.deadlines.expired(now, timeouts, awaiting_store=conn.inflight > 0)
+            reason = conn.session.expired(now)
             if reason is not None:
                 conn.expire(reason)
 
     # --- the frame path ---------------------------------------------------------------------------
-    def reject(self, reason: str) -> None:
-        self.metrics.rejected[reason] += 1
-        self.counters.rejected += 1
-
-    def process(self, conn: DeviceConnection, items: list[bytes | str]) -> None:
-        """Verify the frames of one read; answer rejections now, queue accepted ones for the store."""
-        perf = time.perf_counter
-        t_read = perf()
-        now_ms = self.clock_ms()
-        now = self.loop.time()
-        verifier = self.verifier
-        metrics = self.metrics
-        inflight_keys = self._inflight_keys
-        received = metrics.frames_received
-        rate = self.config.rate_limit_per_s
-        tokens = conn.refill(now, rate) if rate > 0 else 0.0
-        accepted: list[Verdict] = []
-        frames = 0
-        for item in items:
-            if isinstance(item, str):
-                self.reject(item)
-                if item == BAD_MAGIC:
-                    conn.close("bad magic")
-                    break
-                continue
-            frames += 1
-            if rate > 0:
-                if tokens < 1.0:
-                    self.reject("rate_limited")
-                    continue
-                tokens -= 1.0
-            verdict = verifier.verify(item, now_ms)
-            model = verdict.model_id
-            if model >= 0:
-                counter = (model, verdict.frame_type)  # counted here, once per frame (hot path)
-                received[counter] = received.get(counter, 0) + 1
-            reason = verdict.reason
-            if reason is None:
-                key = (model << 64) | (verdict.device_id << 32) | verdict.seq
-                if key in inflight_keys:
-                    # Same frame already on its way to the store (a retransmission racing its
-                    # original): answered DUPLICATE (or BUSY) once the original's store returns.
-                    self.reject("duplicate")
-                    waiting = self._racing.setdefault(key, [])
-                    if len(waiting) < RACING_ANSWERS_PER_FRAME:
-                        waiting.append((conn, verdict))
-                else:
-                    inflight_keys.add(key)
-                    accepted.append(verdict)
-            else:
-                self.reject(reason)
-                if reason == "bad_mac":
-                    metrics.mac_failure(verdict.model_id)
-                elif reason == "duplicate":
-                    metrics.replay(verdict.model_id)
-                if verdict.status is not None:
-                    self._ack(conn, verdict, verdict.status, now_ms)
-        if rate > 0:
-            conn.tokens = tokens
-        if frames:
-            self.counters.frames += frames
-            # Timed per read, not per frame (two clock reads and a histogram update per frame
-            # were 3% of the hot path): each frame of the read counts the read's mean.
-            metrics.processing.observe_many((perf() - t_read) / frames, frames)
-        if accepted:
-            conn.inflight += len(accepted)
-            if conn.inflight >= self.config.max_inflight:
-                conn.pause()
-            self._pending.append((conn, accepted, t_read, now_ms))
-            if len(self._pending) == 1:  # first in this loop iteration: flush after the reads
-                self.loop.call_soon(self._flush_pending)
+    def queue(self, conn: DeviceConnection, got: Received) -> None:
+        """The accepted frames of one read: stored with the other reads of this loop iteration."""
+        self._pending.append((conn, got.frames, got.read_at, got.received_ms))
+        if len(self._pending) == 1:  # first in this loop iteration: flush after the reads
+            self.loop.call_soon(self._flush_pending)
 
     def _flush_pending(self) -> None:
         batch, self._pending = self._pending, []
@@ -502,10 +360,6 @@ class IngestServer:
             task = self.loop.create_task(self._store_batch(batch))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
-
-    def _ack(self, conn: DeviceConnection, v: Verdict, status: int, now_ms: int) -> None:
-        conn.send(build_ack(v.mac or v.key, v.model_id, v.device_id, v.seq, now_ms, status, v.tag_len))
-        self.metrics.frame_acked(v.model_id, v.frame_type, status)
 
     async def _append_one(self, record: Record) -> int:
         try:
@@ -548,81 +402,29 @@ class IngestServer:
                 for v in verdicts
             ]
             statuses = await self._store(records)
-            mark = self.verifier.replay.mark
-            acked = self.metrics.frames_acked  # metrics.frame_acked, inlined (once per frame)
             observe_many = self.metrics.ack_latency.observe_many
             ack_ms = self.clock_ms()
             t_ack = time.perf_counter()
-            status_ok = int(AckStatus.OK)
-            command = int(FrameType.COMMAND)
-            ok = 0
             index = 0
             writes: list[tuple[DeviceConnection, bytes]] = []  # one write per read
-            racing = self._racing
-            answers_to_racing: list[tuple[DeviceConnection, bytes]] = []
+            answers_to_racing: list[tuple[DeviceSession, bytes]] = []
             for conn, verdicts, t_read, _ in batch:
-                acks = []
-                for v in verdicts:
-                    status = statuses[index]
-                    index += 1
-                    model, ftype, device, seq = v.model_id, v.frame_type, v.device_id, v.seq
-                    if racing:
-                        waiting = racing.pop((model << 64) | (device << 32) | seq, None)
-                        if waiting:
-                            answers_to_racing += self._answer_racing(waiting, status, ack_ms)
-                    if status == status_ok:
-                        ok += 1
-                        mark(model, device, seq)  # only now: a BUSY frame stays retransmittable
-                        if ftype == command:
-                            self._command(v)
-                    else:
-                        self.reject("busy")
-                    acks.append(build_ack(v.mac or v.key, model, device, seq, ack_ms, status, v.tag_len))
-                    counter = (model, ftype, status)
-                    acked[counter] = acked.get(counter, 0) + 1
-                writes.append((conn, b"".join(acks)))
-                observe_many(t_ack - t_read, len(verdicts))  # the frames of one read share their latency
+                count = len(verdicts)
+                acks, late = conn.session.stored(verdicts, statuses[index : index + count], ack_ms)
+                index += count
+                writes.append((conn, acks))
+                if late:
+                    answers_to_racing += late
+                observe_many(t_ack - t_read, count)  # the frames of one read share their latency
             self._flush_replay()  # the replay marks reach the journal before the device hears OK
             for conn, data in writes:
                 conn.send(data)
-            for conn, data in answers_to_racing:  # after the original's own ACK
-                conn.send(data)
-            self.counters.acked_ok += ok
+            for session, data in answers_to_racing:  # after the original's own ACK
+                cast(DeviceConnection, session.owner).send(data)
         finally:
-            resume_below = self.config.max_inflight // 2 + 1
-            discard = self._inflight_keys.discard
-            racing = self._racing
             for conn, verdicts, _, _ in batch:
-                for v in verdicts:
-                    key = (v.model_id << 64) | (v.device_id << 32) | v.seq
-                    discard(key)
-                    if racing:
-                        racing.pop(key, None)  # unanswered only when the store raised
-                conn.inflight -= len(verdicts)
-                if conn.inflight < resume_below and not self.draining:
+                if conn.session.release(verdicts) and not self.draining:
                     conn.resume()
-
-    def _answer_racing(
-        self, waiting: list[tuple[DeviceConnection, Verdict]], status: int, ack_ms: int
-    ) -> list[tuple[DeviceConnection, bytes]]:
-        """The ACKs of retransmissions that raced their original: DUPLICATE once it is stored
-        (what they would have heard a moment later), else the original's BUSY."""
-        reply = AckStatus.DUPLICATE if status == AckStatus.OK else status
-        acked = self.metrics.frames_acked
-        out = []
-        for conn, v in waiting:
-            out.append(
-                (conn, build_ack(v.mac or v.key, v.model_id, v.device_id, v.seq, ack_ms, reply, v.tag_len))
-            )
-            counter = (v.model_id, v.frame_type, int(reply))
-            acked[counter] = acked.get(counter, 0) + 1
-        return out
-
-    def _command(self, v: Verdict) -> None:
-        """COMMAND frames are handled here (routed to the local handler): log + metric."""
-        self.metrics.command(v.model_id)
-        extra = {"model": f"0x{v.model_id:02x}", "device": v.device_id, "seq": v.seq}
-        log.info("command received", extra=extra | {"payload": repr(v.value)})
 
     def _flush_replay(self) -> None:
         """Journal the replay marks. Never raises: a disk error turns the journal unwritable

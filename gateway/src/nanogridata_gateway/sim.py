@@ -31,9 +31,20 @@ from typing import Any, cast
 import cbor2
 
 from .keys import derive_device_key
-from .protocol import FLAG_LONG_TAG, HEADER, HEADER_LEN, LONG_TAG, MAGIC, VERSION, AckStatus, FrameType
+from .protocol import (
+    FLAG_LONG_TAG,
+    HEADER,
+    HEADER_LEN,
+    LONG_TAG,
+    MAGIC,
+    VERSION,
+    AckStatus,
+    FrameType,
+    unpack_header,
+)
 from .stream import FrameStream
 
+_ACK = int(FrameType.ACK)
 MAX_LATENCY_SAMPLES = 2_000_000
 MAX_RECONNECT_SAMPLES = 1_000_000
 MAX_WAITING_DEVICES = 10  # devices listed in the report when frames stay unacknowledged
@@ -303,25 +314,25 @@ class SimDevice(asyncio.Protocol):
         freed = 0
         key = self.key
         tag_len = sim.cfg.tag_len
-        dev_bytes = self.device_id.to_bytes(4, "big")
+        device_id = self.device_id
         for item in self.stream.feed(data):
             if isinstance(item, str):
                 stats.bad_acks += 1
                 continue
             # Fast path of codec.verify_ack: an ACK is exactly header + `81 0s` + tag.
             body_end = HEADER_LEN + 2
+            _, _, _, ftype, _, _, dev, ack_seq, _ = unpack_header(item)
             if (
                 len(item) != body_end + tag_len
-                or item[4] != FrameType.ACK
-                or item[24] != 0x81
-                or item[8:12] != dev_bytes
+                or ftype != _ACK
+                or item[HEADER_LEN] != 0x81
+                or dev != device_id
                 or not hmac.compare_digest(
                     hmac.digest(key, item[:body_end], "sha256")[:tag_len], item[body_end:]
                 )
             ):
                 stats.bad_acks += 1
                 continue
-            ack_seq = int.from_bytes(item[12:16], "big")
             found = self.unacked.get(ack_seq)
             if found is None:
                 if self._was_sent(ack_seq):
@@ -330,7 +341,7 @@ class SimDevice(asyncio.Protocol):
                     stats.unexpected_acks += 1
                 continue
             entry = found
-            status = item[25]
+            status = item[HEADER_LEN + 1]
             if status == AckStatus.BUSY:
                 stats.busy += 1
                 entry[2] = now  # resent on this connection after the ACK timeout

@@ -7,14 +7,23 @@ ends the stream ("bad_magic"): without it there is no way to find the next frame
 
 from __future__ import annotations
 
-from .protocol import FLAG_LONG_TAG, HEADER_LEN, LONG_TAG, MAGIC, MAX_PAYLOAD, SHORT_TAG
+from .protocol import (
+    FLAG_LONG_TAG,
+    HEADER_LEN,
+    LONG_TAG,
+    MAGIC,
+    MAX_PAYLOAD,
+    SHORT_TAG,
+    Reject,
+    unpack_prefix,
+)
 
-BAD_MAGIC = "bad_magic"
-PAYLOAD_TOO_LARGE = "payload_too_large"
+BAD_MAGIC = Reject.BAD_MAGIC
+PAYLOAD_TOO_LARGE = Reject.PAYLOAD_TOO_LARGE
 
 
 class FrameStream:
-    """Feed bytes, get back complete frames (bytes) and rejection reasons (str), in order."""
+    """Feed bytes, get back complete frames (bytes) and rejection reasons (Reject), in order."""
 
     __slots__ = ("_buf", "_skip", "closed")
 
@@ -33,7 +42,7 @@ class FrameStream:
         """A frame has started and not ended (held, or an oversized one still being skipped)."""
         return bool(self._buf) or self._skip > 0
 
-    def feed(self, data: bytes) -> list[bytes | str]:
+    def feed(self, data: bytes) -> list[bytes | Reject]:
         """Frames completed by `data`; after a BAD_MAGIC item the stream accepts nothing more."""
         if self.closed:
             return []
@@ -44,17 +53,17 @@ class FrameStream:
             data = data[self._skip :]
             self._skip = 0
         buf = self._buf + data if self._buf else data
-        out: list[bytes | str] = []
+        out: list[bytes | Reject] = []
         pos = 0
         end = len(buf)
         while end - pos >= HEADER_LEN:
-            if buf[pos] != MAGIC[0] or buf[pos + 1] != MAGIC[1]:
+            magic, flags, n = unpack_prefix(buf, pos)
+            if magic != MAGIC:
                 out.append(BAD_MAGIC)
                 self.closed = True
                 self._buf = b""
                 return out
-            n = (buf[pos + 6] << 8) | buf[pos + 7]
-            size = HEADER_LEN + n + (LONG_TAG if buf[pos + 5] & FLAG_LONG_TAG else SHORT_TAG)
+            size = HEADER_LEN + n + (LONG_TAG if flags & FLAG_LONG_TAG else SHORT_TAG)
             if n > MAX_PAYLOAD:
                 out.append(PAYLOAD_TOO_LARGE)
                 if pos + size > end:

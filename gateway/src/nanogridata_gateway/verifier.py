@@ -18,7 +18,6 @@ from .protocol import (
     DEVICE_TYPES,
     FLAG_LONG_TAG,
     FUTURE_SKEW_MS,
-    HEADER,
     HEADER_LEN,
     LONG_TAG,
     MAGIC,
@@ -27,6 +26,9 @@ from .protocol import (
     SHORT_TAG,
     VERSION,
     AckStatus,
+    Reject,
+    header_fault,
+    unpack_header,
 )
 from .records import ReplayGuard
 from .schema import SchemaError, check_schema
@@ -64,7 +66,7 @@ class Verdict:
 
     def __init__(
         self,
-        reason: str | None,
+        reason: Reject | None,
         status: int | None,
         model_id: int = -1,
         frame_type: int = -1,
@@ -145,24 +147,10 @@ class Verifier:
         self._macs[cache_key] = mac
         return mac
 
-    def check_structure(self, frame: bytes) -> str | None:
-        """Structural checks on a complete frame's header; the rejection reason or None."""
-        if frame[0:2] != MAGIC:
-            return "bad_magic"
-        if frame[2] != VERSION:
-            return "bad_version"
-        if frame[5] & RESERVED_FLAGS:
-            return "reserved_flags"
-        if frame[4] not in DEVICE_TYPES:
-            return "bad_type"
-        if ((frame[6] << 8) | frame[7]) > MAX_PAYLOAD:
-            return "payload_too_large"
-        return None
-
     def verify(self, frame: bytes, now_ms: int) -> Verdict:
         """Verify one complete frame (as FrameStream yields them: header + payload + tag)."""
-        magic, version, model, ftype, flags, n, dev, seq, ts = HEADER.unpack_from(frame, 0)
-        # the checks of check_structure on the unpacked fields; it names the reason when one fails
+        magic, version, model, ftype, flags, n, dev, seq, ts = unpack_header(frame)
+        # header_fault's checks, inline (once per frame); it names the rule when one fails
         if (
             magic != MAGIC
             or version != VERSION
@@ -170,14 +158,14 @@ class Verifier:
             or ftype not in DEVICE_TYPES
             or n > MAX_PAYLOAD
         ):
-            return Verdict(self.check_structure(frame), None)
+            return Verdict(header_fault(magic, version, ftype, flags, n), None)
         spec = self._models.get(model)
         if spec is None:
-            return Verdict("unknown_model", None)
+            return Verdict(Reject.UNKNOWN_MODEL, None)
         tag_len = LONG_TAG if flags & FLAG_LONG_TAG else SHORT_TAG
         verdict = Verdict(None, None, model, ftype, dev, seq, ts, tag_len)
         if tag_len == SHORT_TAG and spec.high_security:
-            verdict.reason = "short_tag"
+            verdict.reason = Reject.SHORT_TAG
             return verdict
         body_end = HEADER_LEN + n
         if len(frame) != body_end + tag_len:
@@ -187,13 +175,13 @@ class Verifier:
         if mac is not None:
             expected = mac.digest(frame[:body_end])[:tag_len]
             if not compare_digest(expected, frame[body_end:]):
-                verdict.reason = "bad_mac"
+                verdict.reason = Reject.BAD_MAC
                 return verdict
         else:  # nothing is cached for a device until one of its frames verified
             key = self.device_key(model, dev)
             expected = hmac_sha256(key, frame[:body_end])[:tag_len]
             if not compare_digest(expected, frame[body_end:]):
-                verdict.reason = "bad_mac"
+                verdict.reason = Reject.BAD_MAC
                 return verdict
             mac = self._cache(cache_key, key)
         # Authentic from here on: every outcome is answered.
@@ -201,13 +189,13 @@ class Verifier:
         verdict.mac = mac
         if ts:
             if ts > now_ms + self.future_skew_ms:
-                verdict.reason, verdict.status = "future", AckStatus.STALE
+                verdict.reason, verdict.status = Reject.FUTURE, AckStatus.STALE
                 return verdict
             if ts < now_ms - self.max_age_ms:
-                verdict.reason, verdict.status = "stale", AckStatus.STALE
+                verdict.reason, verdict.status = Reject.STALE, AckStatus.STALE
                 return verdict
         if self.replay.seen(model, dev, seq):
-            verdict.reason, verdict.status = "duplicate", AckStatus.DUPLICATE
+            verdict.reason, verdict.status = Reject.DUPLICATE, AckStatus.DUPLICATE
             return verdict
         payload = frame[HEADER_LEN:body_end]
         try:

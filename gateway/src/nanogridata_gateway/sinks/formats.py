@@ -10,7 +10,7 @@ from typing import Any
 
 import cbor2
 
-from ..delivery_config import FRAME_TYPE_NAMES
+from ..protocol import FRAME_TYPE_NAMES
 from ..records import Record
 from ..spool import Row
 
