@@ -28,7 +28,9 @@ from pathlib import Path
 from typing import Any
 
 import cbor2
+from memory_store import MemoryStore
 from prometheus_client import CollectorRegistry
+from serve_process import free_port
 
 from nanogridata_gateway.delivery import DeliveryStore, open_store
 from nanogridata_gateway.delivery_config import parse_delivery_config
@@ -37,13 +39,6 @@ from nanogridata_gateway.replay import ReplayWindows
 
 VM_BINARY = "/usr/bin/victoria-metrics"
 PHASE_TIMEOUT_S = 600.0
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def load() -> str:
@@ -58,14 +53,6 @@ def make_records(count: int, devices: int) -> list[Record]:
         payload = cbor2.dumps({"p": 1013.25 + i % 100, "t": 21.5, "bat": 3712})
         out.append(Record(0x10, 0x01, i % devices, i // devices + 1, base + i // devices, now, payload))
     return out
-
-
-class MemoryStore:
-    def __init__(self) -> None:
-        self.records: list[Record] = []
-
-    async def append(self, record: Record) -> None:
-        self.records.append(record)
 
 
 async def produce(store: Any, records: list[Record], producers: int) -> float:

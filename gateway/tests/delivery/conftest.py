@@ -29,6 +29,7 @@ from typing import Any
 import cbor2
 import pytest
 from prometheus_client import CollectorRegistry
+from serve_process import free_port
 
 from nanogridata_gateway.records import Record
 
@@ -39,13 +40,6 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers", "integration: needs real services (VictoriaMetrics); slower; ci/integration.sh"
     )
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def make_record(
