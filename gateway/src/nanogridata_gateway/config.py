@@ -1,8 +1,8 @@
 """Gateway configuration: one TOML file plus a secrets file (mode 0600) or environment variables.
 
-Every error is a `ConfigError` that names the key and the expected form. The delivery sections
-(`spool`, `sinks`, `routes`, `peer`) are validated by `delivery_config.parse_delivery_config`.
-See docs/configuration.md.
+Every error is a `ConfigError` that names the key and the expected form; the typed readers that
+raise them are in `config_readers`, shared with `delivery_config`, which validates the delivery
+sections (`spool`, `sinks`, `routes`, `peer`). See docs/configuration.md.
 """
 
 from __future__ import annotations
