@@ -30,7 +30,7 @@ from typing import Any
 import cbor2
 from memory_store import MemoryStore
 from prometheus_client import CollectorRegistry
-from serve_process import free_port
+from serve_process import free_port, stop
 
 from nanogridata_gateway.delivery import DeliveryStore, open_store
 from nanogridata_gateway.delivery_config import parse_delivery_config
@@ -116,12 +116,7 @@ class VictoriaMetrics:
             return sum(len(json.loads(line)["values"]) for line in response if line.strip())
 
     def stop(self) -> None:
-        self.proc.send_signal(signal.SIGINT)
-        try:
-            self.proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
+        stop(self.proc, signal.SIGINT, timeout_s=30)
 
 
 async def bench_append(tmp: Path, records: list[Record], producers: int) -> float:
@@ -365,12 +360,7 @@ COMMAND = ["local"]
             f"of one device collapse); gateway CPU {cpu_spool:.1f} us/frame; load {load()}"
         )
     finally:
-        gateway.send_signal(signal.SIGTERM)
-        try:
-            gateway.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            gateway.kill()
-            gateway.wait()
+        stop(gateway, timeout_s=30)
         vm.stop()
     mem_port = free_port()
     server = subprocess.Popen(
@@ -415,12 +405,7 @@ COMMAND = ["local"]
             f"(spool + forwarding to VictoriaMetrics)"
         )
     finally:
-        server.send_signal(signal.SIGTERM)
-        try:
-            server.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait()
+        stop(server, timeout_s=30)
 
 
 async def main() -> int:
