@@ -87,17 +87,22 @@ def start_serve(
         time.sleep(0.1)
 
 
-def stop(proc: subprocess.Popen[bytes] | None, sig: int = signal.SIGTERM, timeout_s: float = 20.0) -> None:
-    """Stop a process gracefully with `sig` (SIGINT makes VictoriaMetrics flush), killing it if
-    it has not exited within `timeout_s`; a process that already exited is left as it is."""
-    if proc is None or proc.poll() is not None:
-        return
-    proc.send_signal(sig)
-    try:
-        proc.wait(timeout_s)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
+def stop(
+    proc: subprocess.Popen[bytes] | None, sig: int = signal.SIGTERM, timeout_s: float = 20.0
+) -> int | None:
+    """Stop a process with `sig` (SIGINT makes VictoriaMetrics flush) and return its exit code,
+    killing it if it has not exited within `timeout_s` (the code is then -9). A process that has
+    already exited is left as it is."""
+    if proc is None:
+        return None
+    if proc.poll() is None:
+        proc.send_signal(sig)
+        try:
+            proc.wait(timeout_s)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+    return proc.returncode
 
 
 def loadavg() -> str:
