@@ -27,11 +27,15 @@ class MemoryStore:
     async def start(self) -> None:
         self.started = True
 
-    async def append(self, record: Record) -> None:
+    async def admit(self) -> None:
+        """What every append goes through first: the delay, then the refusal when full."""
         if self.delay_s:
             await asyncio.sleep(self.delay_s)
         if self.full:
             raise StoreFull("test store is full")
+
+    async def append(self, record: Record) -> None:
+        await self.admit()
         self.count += 1
         if self.keep:
             self.records.append(record)
@@ -48,10 +52,7 @@ class BatchMemoryStore(MemoryStore):
     server then takes its batched path."""
 
     async def append_many(self, records: Sequence[Record]) -> None:
-        if self.delay_s:
-            await asyncio.sleep(self.delay_s)
-        if self.full:
-            raise StoreFull("test store is full")
+        await self.admit()
         self.count += len(records)
         if self.keep:
             self.records.extend(records)
