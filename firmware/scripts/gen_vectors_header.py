@@ -31,10 +31,7 @@ def c_bytes(data: bytes) -> str:
     """A C string literal holding exactly these bytes (octal escapes: never greedy)."""
     return (
         '"'
-        + "".join(
-            chr(b) if (chr(b).isalnum() or chr(b) in " _-.:/") else f"\\{b:03o}"
-            for b in data
-        )
+        + "".join(chr(b) if (chr(b).isalnum() or chr(b) in " _-.:/") else f"\\{b:03o}" for b in data)
         + '"'
     )
 
@@ -58,11 +55,7 @@ def hex_field(obj: dict[str, Any], key: str, where: str) -> str:
 
 def int_field(obj: dict[str, Any], key: str, where: str, bits: int) -> str:
     value = need(obj, key, where)
-    if (
-        isinstance(value, bool)
-        or not isinstance(value, int)
-        or not 0 <= value < 2**bits
-    ):
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < 2**bits:
         raise VectorError(f"{where}: '{key}' must be an integer in [0, 2^{bits})")
     return f"{value}ull" if bits > 32 else f"{value}u"
 
@@ -72,23 +65,17 @@ def item_literal(item: dict[str, Any], where: str) -> str:
     kind = need(item, "type", where)
     value = need(item, "value", where)
     if kind not in ITEM_KINDS:
-        raise VectorError(
-            f"{where}: item type '{kind}' unknown (expected one of {sorted(ITEM_KINDS)})"
-        )
+        raise VectorError(f"{where}: item type '{kind}' unknown (expected one of {sorted(ITEM_KINDS)})")
     key_bytes = str(key).encode()
     neg, mag, real, text = 0, 0, "0.0", b""
     if kind == "int":
         if isinstance(value, bool) or not isinstance(value, int):
             raise VectorError(f"{where}: int item '{key}' needs an integer value")
-        neg, mag = (
-            (1, -1 - value) if value < 0 else (0, value)
-        )  # CBOR major 1 carries -1-n
+        neg, mag = (1, -1 - value) if value < 0 else (0, value)  # CBOR major 1 carries -1-n
     elif kind in ("float32", "float64"):
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise VectorError(f"{where}: {kind} item '{key}' needs a number")
-        real = repr(
-            float(value)
-        )  # shortest round-trip repr: C's strtod gives the same double
+        real = repr(float(value))  # shortest round-trip repr: C's strtod gives the same double
     elif kind == "bool":
         if not isinstance(value, bool):
             raise VectorError(f"{where}: bool item '{key}' needs true/false")
@@ -123,9 +110,7 @@ def generate(doc: dict[str, Any]) -> str:
         w = f"frames[{i}] ({v.get('name', '?')})"
         items = need(v, "payload_items", w)
         out.append(f"static const ngd_vec_item_t NGD_VEC_ITEMS_{i}[] = {{")
-        out += [
-            item_literal(it, f"{w}.payload_items[{j}]") for j, it in enumerate(items)
-        ]
+        out += [item_literal(it, f"{w}.payload_items[{j}]") for j, it in enumerate(items)]
         out += ["    {NGD_VEC_INT, 0, 0, 0, 0, 0.0, 0, 0}", "};"]
     out.append("static const ngd_vec_frame_t NGD_VEC_FRAMES[] = {")
     for i, v in enumerate(frames):

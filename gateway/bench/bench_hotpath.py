@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import uvloop
-from ingest_server import MemoryStore
+from memory_store import BatchMemoryStore
 from serve_process import SECRET_HEX, loadavg
 
 from nanogridata_gateway import app as app_module
@@ -102,7 +102,7 @@ async def drive(args: argparse.Namespace, reads: list[list[bytes]], state: Path)
     replay = PersistentReplayGuard(state)
     verifier = Verifier({MODEL: ModelSpec(MODEL, secret)}, replay)
     config = replace(ServerConfig(), rate_limit_per_s=0, max_inflight=1024)
-    store = MemoryStore()
+    store = BatchMemoryStore(keep=False)
     server = IngestServer(config, verifier, store, IngestMetrics())
     # as Gateway.run() does after start-up (older trees had it in the server module: A/B runs)
     tune_gc = getattr(app_module, "tune_gc", None) or getattr(server_module, "tune_gc", None)

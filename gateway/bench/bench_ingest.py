@@ -28,7 +28,6 @@ import asyncio
 import contextlib
 import json
 import os
-import signal
 import socket
 import subprocess
 import sys
@@ -38,7 +37,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from serve_process import SECRET_HEX, cpu_seconds, loadavg, rss_mb
+from serve_process import SECRET_HEX, cpu_seconds, loadavg, rss_mb, stop
 
 HERE = Path(__file__).resolve().parent
 ECHO_PORT, GW_PORT, GW_HTTP = 25801, 25802, 25803
@@ -64,15 +63,6 @@ def start(args: list[str], cpu: int) -> subprocess.Popen[bytes]:
         with contextlib.suppress(OSError):  # best effort
             os.sched_setaffinity(proc.pid, {cpu})
     return proc
-
-
-def stop(proc: subprocess.Popen[bytes]) -> None:
-    proc.send_signal(signal.SIGTERM)
-    try:
-        proc.wait(20)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
 
 
 def run_sim(extra: list[str], port: int, timeout: float) -> dict[str, Any]:

@@ -63,7 +63,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-from serve_process import cpu_seconds, free_port, loadavg, rss_mb
+from serve_process import cpu_seconds, free_port, loadavg, rss_mb, stop
 
 HERE = Path(__file__).resolve().parent
 LOADGEN_SRC = HERE / "loadgen"
@@ -122,17 +122,6 @@ class Pinning:
 
     def on(self, cpu: int, cmd: list[str]) -> list[str]:
         return ["taskset", "-c", str(cpu), *cmd] if self.enabled else cmd
-
-
-def stop(proc: subprocess.Popen[bytes] | None, sig: int = signal.SIGTERM) -> None:
-    if proc is None or proc.poll() is not None:
-        return
-    proc.send_signal(sig)
-    try:
-        proc.wait(20)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
 
 
 def spawn(cmd: list[str], logfile: Path, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:

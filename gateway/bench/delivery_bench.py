@@ -28,7 +28,9 @@ from pathlib import Path
 from typing import Any
 
 import cbor2
+from memory_store import MemoryStore
 from prometheus_client import CollectorRegistry
+from serve_process import free_port, stop
 
 from nanogridata_gateway.delivery import DeliveryStore, open_store
 from nanogridata_gateway.delivery_config import parse_delivery_config
@@ -37,13 +39,6 @@ from nanogridata_gateway.replay import ReplayWindows
 
 VM_BINARY = "/usr/bin/victoria-metrics"
 PHASE_TIMEOUT_S = 600.0
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def load() -> str:
@@ -58,14 +53,6 @@ def make_records(count: int, devices: int) -> list[Record]:
         payload = cbor2.dumps({"p": 1013.25 + i % 100, "t": 21.5, "bat": 3712})
         out.append(Record(0x10, 0x01, i % devices, i // devices + 1, base + i // devices, now, payload))
     return out
-
-
-class MemoryStore:
-    def __init__(self) -> None:
-        self.records: list[Record] = []
-
-    async def append(self, record: Record) -> None:
-        self.records.append(record)
 
 
 async def produce(store: Any, records: list[Record], producers: int) -> float:
@@ -129,12 +116,7 @@ class VictoriaMetrics:
             return sum(len(json.loads(line)["values"]) for line in response if line.strip())
 
     def stop(self) -> None:
-        self.proc.send_signal(signal.SIGINT)
-        try:
-            self.proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
+        stop(self.proc, signal.SIGINT, timeout_s=30)
 
 
 async def bench_append(tmp: Path, records: list[Record], producers: int) -> float:
@@ -378,12 +360,7 @@ COMMAND = ["local"]
             f"of one device collapse); gateway CPU {cpu_spool:.1f} us/frame; load {load()}"
         )
     finally:
-        gateway.send_signal(signal.SIGTERM)
-        try:
-            gateway.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            gateway.kill()
-            gateway.wait()
+        stop(gateway, timeout_s=30)
         vm.stop()
     mem_port = free_port()
     server = subprocess.Popen(
@@ -428,12 +405,7 @@ COMMAND = ["local"]
             f"(spool + forwarding to VictoriaMetrics)"
         )
     finally:
-        server.send_signal(signal.SIGTERM)
-        try:
-            server.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait()
+        stop(server, timeout_s=30)
 
 
 async def main() -> int:

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import uvloop
+from memory_store import BatchMemoryStore
 
 from nanogridata_gateway.app import Gateway, delivery_store_factory
 from nanogridata_gateway.config import GatewayConfig, LogConfig, ProtocolConfig, ServerConfig
@@ -83,28 +84,6 @@ class SpoolStore:
         await self.spool.close()
 
 
-class MemoryStore:
-    """Durable enough for a CPU benchmark: keeps a count, never full."""
-
-    def __init__(self) -> None:
-        self.count = 0
-
-    async def start(self) -> None:
-        return None
-
-    async def append(self, record: Record) -> None:
-        self.count += 1
-
-    async def append_many(self, records: Sequence[Record]) -> None:
-        self.count += len(records)
-
-    def is_ready(self) -> bool:
-        return True
-
-    async def close(self) -> None:
-        return None
-
-
 async def echo(port: int) -> None:
     loop = asyncio.get_running_loop()
     server = await loop.create_server(Echo, "127.0.0.1", port, backlog=4096)
@@ -157,7 +136,7 @@ async def gateway(args: argparse.Namespace) -> None:
 
         await Gateway(cfg, store_factory=spool_store).run()
     else:
-        await Gateway(cfg, store_factory=lambda _c, _r, _m: MemoryStore()).run()
+        await Gateway(cfg, store_factory=lambda _c, _r, _m: BatchMemoryStore(keep=False)).run()
 
 
 def main() -> int:

@@ -1,10 +1,12 @@
 """A `nanogridata-gateway serve` process on loopback, for the benchmarks and the tests that need
 the real process: free ports, its config (model 0x10, the durable spool, one jsonl sink), its
-start up to a 200 on /ready, and what the benchmarks read of a process (CPU time, RSS, load)."""
+start up to a 200 on /ready, its stop, and what the benchmarks read of a process (CPU time, RSS,
+load)."""
 
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -83,6 +85,24 @@ def start_serve(
             output = proc.stdout.read().decode(errors="replace") if proc.stdout else ""
             raise RuntimeError(f"the gateway did not become ready (exit {proc.poll()}): {output}")
         time.sleep(0.1)
+
+
+def stop(
+    proc: subprocess.Popen[bytes] | None, sig: int = signal.SIGTERM, timeout_s: float = 20.0
+) -> int | None:
+    """Stop a process with `sig` (SIGINT makes VictoriaMetrics flush) and return its exit code,
+    killing it if it has not exited within `timeout_s` (the code is then -9). A process that has
+    already exited is left as it is."""
+    if proc is None:
+        return None
+    if proc.poll() is None:
+        proc.send_signal(sig)
+        try:
+            proc.wait(timeout_s)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+    return proc.returncode
 
 
 def loadavg() -> str:

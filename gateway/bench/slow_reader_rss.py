@@ -20,7 +20,7 @@ import time
 import urllib.request
 from pathlib import Path
 
-from serve_process import SECRET_HEX, free_port, serve_config, start_serve
+from serve_process import SECRET_HEX, free_port, serve_config, start_serve, stop
 
 from nanogridata_gateway.codec import build_frame
 from nanogridata_gateway.keys import derive_device_key
@@ -72,10 +72,10 @@ def main() -> None:
         proc = start_serve(cfg, http_port)
         try:
             before = rss_kb(proc.pid)
-            stop = threading.Event()
+            halt = threading.Event()
             closed: list[int] = []
             threads = [
-                threading.Thread(target=replay_forever, args=(data_port, 100 + i, stop, closed))
+                threading.Thread(target=replay_forever, args=(data_port, 100 + i, halt, closed))
                 for i in range(args.clients)
             ]
             for t in threads:
@@ -86,7 +86,7 @@ def main() -> None:
                 peak = max(peak, rss_kb(proc.pid))
                 time.sleep(0.2)
             after = rss_kb(proc.pid)
-            stop.set()
+            halt.set()
             for t in threads:
                 t.join()
             with urllib.request.urlopen(f"http://127.0.0.1:{http_port}/metrics", timeout=60) as r:
@@ -110,8 +110,7 @@ def main() -> None:
                 )
             )
         finally:
-            proc.terminate()
-            proc.wait(30)
+            stop(proc, timeout_s=30)
 
 
 if __name__ == "__main__":

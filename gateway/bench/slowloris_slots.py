@@ -19,7 +19,7 @@ import time
 import urllib.request
 from pathlib import Path
 
-from serve_process import SECRET_HEX, free_port, start_serve
+from serve_process import SECRET_HEX, free_port, start_serve, stop
 from slow_reader_rss import config
 
 from nanogridata_gateway.codec import build_frame
@@ -67,12 +67,12 @@ def main() -> None:
         data_port, http_port = free_port(), free_port()
         cfg = config(tmp, data_port, http_port, f"max_connections = {args.slow}")
         proc = start_serve(cfg, http_port)
-        stop = threading.Event()
+        halt = threading.Event()
         threads: list[threading.Thread] = []
         try:
             ended: list[int] = []
             threads = [
-                threading.Thread(target=dribble, args=(data_port, 100 + i, stop, ended))
+                threading.Thread(target=dribble, args=(data_port, 100 + i, halt, ended))
                 for i in range(args.slow)
             ]
             for t in threads:
@@ -94,11 +94,10 @@ def main() -> None:
                 )
             )
         finally:
-            stop.set()
+            halt.set()
             for t in threads:
                 t.join()
-            proc.terminate()
-            proc.wait(30)
+            stop(proc, timeout_s=30)
 
 
 if __name__ == "__main__":

@@ -10,7 +10,7 @@ Usage: ${0##*/}   (run by ./scripts/test.sh --component gateway --stage integrat
 
 Runs the pytest tests marked 'integration' under gateway/tests (VictoriaMetrics exactly-N,
 outage drill, simulator -> gateway -> VictoriaMetrics, kill -9 mid-load).
-Environment: NGD_VM_OUTAGE_S (default 60, as issue 10 asks) seconds VictoriaMetrics stays down in the outage drill.
+Environment: NGD_VM_OUTAGE_S (default 60) seconds VictoriaMetrics stays down in the outage drill.
 USAGE
 }
 [[ "${1:-}" == "-h" || "${1:-}" == "--help" ]] && { usage; exit 0; }

@@ -1,5 +1,6 @@
-"""Ingest test support: the vectors, a Store test double, an in-process gateway, a raw TCP device,
-condition waits. (A real `serve` process: bench/serve_process.py.)"""
+"""Ingest test support: the vectors, an in-process gateway over an in-memory store, a raw TCP
+device, condition waits. (The store: bench/memory_store.py; a real `serve` process:
+bench/serve_process.py.)"""
 
 from __future__ import annotations
 
@@ -13,12 +14,12 @@ from pathlib import Path
 from typing import Any
 
 import cbor2
+from memory_store import MemoryStore
 
 from nanogridata_gateway.app import Gateway
 from nanogridata_gateway.codec import Ack, build_frame, verify_ack
 from nanogridata_gateway.config import GatewayConfig, LogConfig, ProtocolConfig, ServerConfig
 from nanogridata_gateway.keys import derive_device_key
-from nanogridata_gateway.records import Record, StoreFull
 from nanogridata_gateway.stream import FrameStream
 from nanogridata_gateway.verifier import ModelSpec
 
@@ -46,33 +47,6 @@ async def wait_until(check: Callable[[], Any], what: str, timeout: float = 20.0)
 def load_vectors() -> dict[str, Any]:
     data: dict[str, Any] = json.loads(VECTORS_PATH.read_text())
     return data
-
-
-class MemoryStore:
-    """Store test double: keeps records in a list; can be made full or slow."""
-
-    def __init__(self) -> None:
-        self.records: list[Record] = []
-        self.full = False
-        self.delay_s = 0.0
-        self.started = False
-        self.closed = False
-
-    async def start(self) -> None:
-        self.started = True
-
-    async def append(self, record: Record) -> None:
-        if self.delay_s:
-            await asyncio.sleep(self.delay_s)
-        if self.full:
-            raise StoreFull("test store is full")
-        self.records.append(record)
-
-    def is_ready(self) -> bool:
-        return not self.full
-
-    async def close(self) -> None:
-        self.closed = True
 
 
 def make_config(state_dir: Path, **server: Any) -> GatewayConfig:

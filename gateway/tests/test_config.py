@@ -92,6 +92,54 @@ def test_bad_values_name_the_key(tmp_path: Path, snippet: str, key: str, expecte
     assert expected in str(err.value)
 
 
+PEER = '[peer]\nurl = "http://127.0.0.1:5681"\nlisten = "127.0.0.1:5681"\n'
+
+
+@pytest.mark.parametrize(
+    ("core", "delivery", "wording"),
+    [
+        # the same mistake in a core section and in a delivery section reads the same
+        ("server = 1\n", "spool = 1\n", "must be a table, got int (expected a ["),
+        ('[state]\ndir = ""\n', '[spool]\npath = ""\n', "(expected a non-empty string)"),
+        ('[models."0x100"]\n', '[routes]\n"TELEMETRY.0x100" = ["debug"]\n', '"0x00" to "0xff" (0..255)'),
+    ],
+)
+def test_core_and_delivery_sections_word_a_mistake_alike(
+    tmp_path: Path, core: str, delivery: str, wording: str
+) -> None:
+    secrets = write_secrets(tmp_path / "s.toml")
+    for snippet in (core, delivery):
+        text = (
+            MINIMAL.replace("[routes]\n", "[routes]\n" + snippet.split("\n", 1)[1])
+            if "TELEMETRY." in snippet
+            else snippet + MINIMAL
+        )
+        with pytest.raises(ConfigError) as err:
+            load_config(write_config(tmp_path, text), secrets, env={})
+        assert wording in str(err.value), (snippet, str(err.value))
+
+
+def test_master_and_pair_secrets_are_checked_alike(tmp_path: Path) -> None:
+    """One rule for every secret: hex, at least 32 bytes, random-looking."""
+    cfg = write_config(tmp_path, MINIMAL + PEER)
+    for value, problem in (
+        ("zz" * 32, "not hexadecimal"),
+        ("ab" * 16, "too short (16 bytes)"),
+        ("00" * 32, "degenerate"),
+    ):
+        with pytest.raises(ConfigError) as master:
+            load_config(
+                cfg, env={"NANOGRIDATA_SECRET_MODEL_10": value, "NANOGRIDATA_PAIR_SECRET": GOOD_SECRET}
+            )
+        with pytest.raises(ConfigError) as pair:
+            load_config(
+                cfg, env={"NANOGRIDATA_SECRET_MODEL_10": GOOD_SECRET, "NANOGRIDATA_PAIR_SECRET": value}
+            )
+        assert (master.value.key, pair.value.key) == ("models.0x10.master_secret", "peer.secret")
+        assert problem in master.value.problem and problem in pair.value.problem
+        assert master.value.expected == pair.value.expected
+
+
 def test_missing_and_short_secrets_refused(tmp_path: Path) -> None:
     cfg = write_config(tmp_path, MINIMAL)
     with pytest.raises(ConfigError, match=r"models\.0x10\.master_secret: missing"):

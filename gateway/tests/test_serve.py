@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 
 import cbor2
-from serve_process import SECRET_HEX, free_port, serve_config, start_serve
+from serve_process import SECRET_HEX, free_port, serve_config, start_serve, stop
 
 from nanogridata_gateway.codec import build_frame, verify_ack
 from nanogridata_gateway.keys import derive_device_key
@@ -43,12 +43,9 @@ def test_serve_acks_stores_and_drains_on_sigterm(tmp_path: Path) -> None:
         deadline = time.time() + 30  # the sink forwards from the spool asynchronously
         while time.time() < deadline and (not out.exists() or len(out.read_text().splitlines()) < 10):
             time.sleep(0.1)
-        proc.send_signal(signal.SIGTERM)
-        assert proc.wait(timeout=60) == 0
+        assert stop(proc, timeout_s=60) == 0  # SIGTERM: drains and exits 0
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+        stop(proc, signal.SIGKILL)
     logs = proc.stdout.read().decode() if proc.stdout else ""
     assert logs.count('"msg": "drain finished"') == 1, logs
     assert all(json.loads(line) for line in logs.splitlines() if line.startswith("{"))  # JSON logs

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import cbor2
 import pytest
-from serve_process import free_port, serve_config
+from serve_process import free_port, serve_config, stop
 
 from nanogridata_gateway.codec import Ack, build_frame, verify_ack
 from nanogridata_gateway.keys import derive_device_key
@@ -136,9 +136,7 @@ def test_serve_with_a_full_state_disk_acks_honestly_and_recovers(tmp_path: Path)
         os.kill(gateway, signal.SIGTERM)
         assert proc.wait(timeout=60) == 0
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+        stop(proc, signal.SIGKILL)
     logs = proc.stdout.read().decode() if proc.stdout else ""
     assert "replay journal write failed" in logs and "replay journal writable again" in logs, logs
     assert "Traceback" not in logs, logs
@@ -158,11 +156,8 @@ def test_serve_with_a_full_state_disk_acks_honestly_and_recovers(tmp_path: Path)
         assert send(data_port, 2).status == AckStatus.DUPLICATE
         out = tmp_path / "debug.jsonl"
         wait(lambda: out.exists() and len(out.read_text().splitlines()) >= 2, "records not delivered")
-        again.send_signal(signal.SIGTERM)
-        assert again.wait(timeout=60) == 0
+        assert stop(again, timeout_s=60) == 0
     finally:
-        if again.poll() is None:
-            again.kill()
-            again.wait()
+        stop(again, signal.SIGKILL)
     records = [json.loads(line) for line in (tmp_path / "debug.jsonl").read_text().splitlines()]
     assert sorted(r["seq"] for r in records) == [1, 2]  # each stored once

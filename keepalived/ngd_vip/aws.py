@@ -5,7 +5,7 @@ EIP away from the other node in one call. The EIP is NATed to the instance's pri
 AWS, so nothing is configured on the local interface. botocore's own "standard" retry mode does
 the back-off on throttling/5xx, bounded by ``aws.max_attempts`` and the socket timeouts.
 
-Status: tested only against moto's in-process EC2 emulation (see tests/test_aws.py), never
+Status: tested only against moto's in-process EC2 emulation (see tests/test_aws_hook.py), never
 against real AWS. The secondary-private-IP variant (AssignPrivateIpAddresses) is not implemented.
 """
 

@@ -16,9 +16,9 @@ ALL_SCENARIOS=(firewall nginx_stream keepalived gateway monitoring ha-pair)
 # grafana). Not in the default: nginx_stream (one node; its role is converged, re-run and
 # verified on the pair by keepalived) and ha-pair (site.yml on all four, ~460 s: the deploy hook,
 # scripts/ci/integration-deploy.sh, converges the same site.yml on the same hosts, asserts that a
-# re-run on a new lab changes nothing, and runs the same testinfra suite). Measured 2026-11-22,
-# 2 cores, create..destroy, modules pipelined: firewall 101 s, keepalived 147 s, gateway 136 s,
-# monitoring 143 s (533 s in all; the six scenarios took 1067 s before).
+# re-run on a new lab changes nothing, and runs the same testinfra suite). On 2 cores,
+# create..destroy with modules pipelined, each default scenario takes about 100-150 s, the four
+# about 530 s.
 DEFAULT_SCENARIOS=(firewall keepalived gateway monitoring)
 
 case "${1:-}" in

@@ -173,7 +173,7 @@ def test_rule_metric_names_are_in_the_metrics_contract() -> None:
 
 
 def test_expect_alerts_builds_alerts_selectors() -> None:
-    import expect_alerts  # noqa: PLC0415 - tools/ is on sys.path only from here
+    import expect_alerts  # tools/ is on sys.path only from here
 
     assert expect_alerts.alert_query("GatewayDown") == 'ALERTS{alertname="GatewayDown"}'
     node_down = expect_alerts.alert_query('NodeDown{instance="gw-a"}')

@@ -4,7 +4,7 @@
 #   2. a second deploy with a new --version (--gateway-only) while devices send traffic: 0
 #      acknowledged frames lost
 #   3. scripts/rollback.sh back to the first version, traffic flowing: 0 lost
-#   3b. monitoring of the deployed lab (issue 7): every Prometheus scrape target on mon is up, and
+#   3b. monitoring of the deployed lab: every Prometheus scrape target on mon is up, and
 #      every Grafana panel query returns data (grafana/tools/check_queries.py, run on mon where
 #      Grafana would run), except the queries grafana/ci/empty-in-healthy-lab.txt names with a reason
 #   3c. the runbooks' commands (scripts/ops/runbook_check.py): every shell command of

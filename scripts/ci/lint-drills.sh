@@ -6,10 +6,9 @@ source "${REPO_ROOT:-$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)}/script
 help_from_header "$@"
 cd "$REPO_ROOT"
 
-ruff check --quiet --target-version py311 --line-length 100 --select E,F,W,I,B,UP,N,SIM,RUF scripts/drills \
-  || die "ruff check found problems in scripts/drills (above)"
-ruff format --check --quiet --line-length 100 scripts/drills \
-  || die "ruff format: run 'ruff format --line-length 100 scripts/drills'"
+# settings: the root ruff.toml
+ruff check --quiet scripts/drills || die "ruff check found problems in scripts/drills (above)"
+ruff format --check --quiet scripts/drills || die "ruff format: run 'ruff format scripts/drills'"
 mypy --strict --python-version 3.11 --no-error-summary --ignore-missing-imports \
   --cache-dir "$NGD_CACHE/mypy-drills" scripts/drills/ngd_drills scripts/drills/tests \
   || die "mypy found problems in scripts/drills (above)"

@@ -57,10 +57,9 @@ rm -f "${TMPDIR:-/tmp}/ngd-yamllint.$$"
 
 python_files=(scripts/lab/*.py scripts/tests/*.py molecule/smoke/tests/*.py)
 log "ruff + mypy: ${python_files[*]}"
-ruff check --quiet --target-version py311 --line-length 100 --select E,F,W,I,B,UP,N,SIM,RUF "${python_files[@]}" \
-  || die "ruff check found problems (above)"
-ruff format --check --quiet --line-length 100 "${python_files[@]}" \
-  || die "ruff format: run 'ruff format --line-length 100 ${python_files[*]}'"
+# settings: the root ruff.toml
+ruff check --quiet "${python_files[@]}" || die "ruff check found problems (above)"
+ruff format --check --quiet "${python_files[@]}" || die "ruff format: run 'ruff format ${python_files[*]}'"
 mypy --strict --python-version 3.11 --no-error-summary --ignore-missing-imports \
   --cache-dir "$NGD_CACHE/mypy-scripts" "${python_files[@]}" || die "mypy found problems (above)"
 log "ansible-lint: molecule/shared and molecule/smoke playbooks"

@@ -10,9 +10,9 @@ source "${REPO_ROOT:-$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)}/script
 help_from_header "$@"
 cd "$REPO_ROOT"
 py=(scripts/ops/*.py scripts/ops/tests/*.py)
-ruff format --check --quiet --line-length 110 "${py[@]}" || die "ruff format: run ruff format --line-length 110 scripts/ops"
-ruff check --quiet --target-version py311 --line-length 110 --select E,F,W,I,B,UP,N,SIM,RUF "${py[@]}" \
-  || die "ruff found problems in scripts/ops (above)"
+# settings: the root ruff.toml
+ruff format --check --quiet "${py[@]}" || die "ruff format: run ruff format scripts/ops"
+ruff check --quiet "${py[@]}" || die "ruff found problems in scripts/ops (above)"
 mypy --strict --python-version 3.11 --no-error-summary --ignore-missing-imports \
   --cache-dir "$NGD_CACHE/mypy-ops" "${py[@]}" || die "mypy found problems in scripts/ops (above)"
 pytest -q -p no:cacheprovider scripts/ops/tests || die "operator script unit tests failed"

@@ -232,7 +232,7 @@ class Inventory:
 
 
 def load_inventory(path: Path) -> Inventory:
-    import yaml  # the tool venv's PyYAML; not needed for --list
+    import yaml  # noqa: PLC0415 - the tool venv's PyYAML; not needed for --list
 
     data = yaml.safe_load(path.read_text(encoding="utf-8"))["all"]
     groups: dict[str, list[str]] = {}
@@ -631,7 +631,7 @@ HOST_GROUPS = {"$GW": "gateways", "$PEER": "gateways", "$MON": "monitoring", "$h
 def admin_ports(repo: Path = REPO) -> dict[str, set[int]]:
     """Per inventory group, the ports its firewall admits from the administrators' networks
     (ansible/group_vars/GROUP/firewall.yml rules whose sources are ngd_admin_cidrs)."""
-    import yaml
+    import yaml  # noqa: PLC0415 - the tool venv's PyYAML, as in load_inventory
 
     ports = yaml.safe_load((repo / "ansible/group_vars/all/ports.yml").read_text(encoding="utf-8"))
     out: dict[str, set[int]] = {}
@@ -867,12 +867,12 @@ def verify(lab: Lab, commands: Sequence[Command], workers: int = 6) -> list[Resu
         analysed.append((res, hosts, simples))
         if res.mode == "skip":
             continue
-        for s in simples:
-            host = s.host
-            if s.argv[0].startswith(("./scripts/", "scripts/")):
+        for simple in simples:
+            host = simple.host
+            if simple.argv[0].startswith(("./scripts/", "scripts/")):
                 continue
-            if s.argv[0] == "sudo" and len(s.argv) > 1:
-                s = Simple(s.argv[1:], s.host)
+            # what sudo runs is what must exist on the host
+            s = Simple(simple.argv[1:], host) if simple.argv[0] == "sudo" and len(simple.argv) > 1 else simple
             if not is_lone_path(s.argv):
                 checks.setdefault(host, set()).add(("bin", s.argv[0]))
             for p in named_paths(s.argv) if "may-fail" not in cmd.directives else []:

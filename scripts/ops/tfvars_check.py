@@ -42,12 +42,13 @@ def values_by_key(text: str) -> dict[str, list[str]]:
         if not stripped or stripped.startswith(("#", "//")):
             continue
         match = TOP_LEVEL_KEY.match(line)
+        rest = line
         if match:
             key = match.group(1)
             values[key] = []
-            line = line[match.end() :]
+            rest = line[match.end() :]
         if key is not None:
-            values[key].extend(QUOTED.findall(line))
+            values[key].extend(QUOTED.findall(rest))
     return values
 
 

@@ -45,7 +45,7 @@ StoreFactory = Callable[[GatewayConfig, ReplayGuard, Any], Store]
 
 def delivery_store_factory(config: GatewayConfig, replay: ReplayGuard, registry: Any) -> Store:
     """The real store: the delivery spool (`delivery.open_store`)."""
-    from .delivery import open_store  # noqa: PLC0415 - the delivery package is built in parallel
+    from .delivery import open_store  # noqa: PLC0415 - loaded only with the real store
 
     store: Store = open_store(config.delivery, replay, registry, models=config.models.keys())
     return store

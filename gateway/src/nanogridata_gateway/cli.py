@@ -10,7 +10,8 @@ import os
 import sys
 
 from . import __version__
-from .config import GatewayConfig, load_config, parse_model_id, parse_secret_hex
+from .config import GatewayConfig, load_config
+from .config_readers import parse_model_id, parse_secret_hex
 from .errors import ConfigError
 from .keys import MAX_SECRET_BYTES, MIN_MASTER_SECRET_BYTES, derive_device_key, new_master_secret
 from .logs import setup_logging
@@ -77,7 +78,7 @@ def cmd_keygen(args: argparse.Namespace) -> int:
 
 
 def cmd_derive_key(args: argparse.Namespace) -> int:
-    model = parse_model_id(args.model, "--model")
+    model = parse_model_id(args.model, "--model", "--model 0x10")
     try:
         device = int(args.device, 0)
     except ValueError:

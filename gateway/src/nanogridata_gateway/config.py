@@ -1,13 +1,12 @@
 """Gateway configuration: one TOML file plus a secrets file (mode 0600) or environment variables.
 
-Every error is a `ConfigError` that names the key and the expected form. The delivery sections
-(`spool`, `sinks`, `routes`, `peer`) are validated by `delivery_config.parse_delivery_config`.
-See docs/configuration.md.
+Every error is a `ConfigError` that names the key and the expected form; the typed readers that
+raise them are in `config_readers`, shared with `delivery_config`, which validates the delivery
+sections (`spool`, `sinks`, `routes`, `peer`). See docs/configuration.md.
 """
 
 from __future__ import annotations
 
-import ipaddress
 import os
 import stat
 import tomllib
@@ -16,8 +15,22 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .config_readers import (
+    parse_model_id,
+    parse_secret_hex,
+    read_bool,
+    read_choice,
+    read_float,
+    read_host,
+    read_int,
+    read_networks,
+    read_str,
+    read_table,
+    reject_unknown,
+)
+from .delivery_config import parse_delivery_config
 from .errors import ConfigError
-from .keys import MIN_MASTER_SECRET_BYTES, secret_weakness
+from .keys import MIN_MASTER_SECRET_BYTES
 from .verifier import ModelSpec
 
 DELIVERY_SECTIONS = ("spool", "sinks", "routes", "peer")
@@ -75,120 +88,44 @@ class GatewayConfig:
     models: Mapping[int, ModelSpec]
     # spool/sinks/routes/peer as read (secrets merged in); parsed by delivery_config
     delivery_raw: Mapping[str, Any] = field(default_factory=dict)
-    delivery: Any = None  # delivery_config.DeliveryConfig once parsed
-
-
-# --- typed readers ------------------------------------------------------------------------
-
-
-def _table(raw: Any, key: str) -> Mapping[str, Any]:
-    if not isinstance(raw, Mapping):
-        raise ConfigError(key, f"must be a table, got {type(raw).__name__}", f"a [{key}] table")
-    return raw
-
-
-def _reject_unknown(table: Mapping[str, Any], key: str, allowed: set[str] | tuple[str, ...]) -> None:
-    for name in table:
-        if name not in allowed:
-            prefix = f"{key}." if key else ""
-            raise ConfigError(f"{prefix}{name}", "unknown key", "one of " + ", ".join(sorted(allowed)))
-
-
-def _int(t: Mapping[str, Any], key: str, name: str, default: int, lo: int, hi: int) -> int:
-    value = t.get(name, default)
-    if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
-        raise ConfigError(f"{key}.{name}", f"bad value {value!r}", f"an integer from {lo} to {hi}")
-    return value
-
-
-def _float(t: Mapping[str, Any], key: str, name: str, default: float, lo: float, hi: float) -> float:
-    value = t.get(name, default)
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not lo <= value <= hi:
-        raise ConfigError(f"{key}.{name}", f"bad value {value!r}", f"a number from {lo:g} to {hi:g}")
-    return float(value)
-
-
-def _bool(t: Mapping[str, Any], key: str, name: str, default: bool) -> bool:
-    value = t.get(name, default)
-    if not isinstance(value, bool):
-        raise ConfigError(f"{key}.{name}", f"bad value {value!r}", "true or false")
-    return value
-
-
-def _choice(t: Mapping[str, Any], key: str, name: str, default: str, choices: tuple[str, ...]) -> str:
-    value = t.get(name, default)
-    if value not in choices:
-        raise ConfigError(f"{key}.{name}", f"bad value {value!r}", " | ".join(f'"{c}"' for c in choices))
-    return str(value)
-
-
-def _host(t: Mapping[str, Any], key: str, name: str, default: str) -> str:
-    value = t.get(name, default)
-    if not isinstance(value, str) or not value or not value.isascii():
-        raise ConfigError(
-            f"{key}.{name}", f"bad value {value!r}", 'an IP address or host name, e.g. "0.0.0.0"'
-        )
-    try:
-        ipaddress.ip_address(value)
-    except ValueError:
-        if not all(part.isalnum() or "-" in part for part in value.split(".")):
-            raise ConfigError(f"{key}.{name}", f"bad value {value!r}", "an IP address or host name") from None
-    return value
-
-
-def _networks(t: Mapping[str, Any], key: str, name: str, default: tuple[str, ...]) -> tuple[str, ...]:
-    value = t.get(name, list(default))
-    expected = 'a list of networks, e.g. ["127.0.0.0/8", "10.10.0.0/24"]'
-    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-        raise ConfigError(f"{key}.{name}", f"bad value {value!r}", expected)
-    for item in value:
-        try:
-            ipaddress.ip_network(item, strict=False)
-        except ValueError:
-            raise ConfigError(f"{key}.{name}", f"bad network {item!r}", expected) from None
-    return tuple(value)
-
-
-def _str(t: Mapping[str, Any], key: str, name: str, default: str) -> str:
-    value = t.get(name, default)
-    if not isinstance(value, str) or not value:
-        raise ConfigError(f"{key}.{name}", f"bad value {value!r}", "a non-empty string")
-    return value
+    # a DeliveryConfig; None with load_config(parse_delivery=False). Typed Any so that the store
+    # factories, which run only on a parsed config, need no None check.
+    delivery: Any = None
 
 
 # --- sections -----------------------------------------------------------------------------
 
 
 def _parse_server(raw: Any) -> ServerConfig:
-    t = _table(raw, "server")
+    t = read_table(raw, "server")
     d = ServerConfig()
-    _reject_unknown(t, "server", set(ServerConfig.__slots__))
+    reject_unknown(t, "server", set(ServerConfig.__slots__))
     cfg = ServerConfig(
-        data_host=_host(t, "server", "data_host", d.data_host),
-        data_port=_int(t, "server", "data_port", d.data_port, 0, 65535),
-        metrics_host=_host(t, "server", "metrics_host", d.metrics_host),
-        metrics_port=_int(t, "server", "metrics_port", d.metrics_port, 0, 65535),
-        proxy_protocol=_choice(t, "server", "proxy_protocol", d.proxy_protocol, PROXY_MODES),
-        max_connections=_int(t, "server", "max_connections", d.max_connections, 1, 1_000_000),
-        max_connections_per_source=_int(
+        data_host=read_host(t, "server", "data_host", d.data_host),
+        data_port=read_int(t, "server", "data_port", d.data_port, 0, 65535),
+        metrics_host=read_host(t, "server", "metrics_host", d.metrics_host),
+        metrics_port=read_int(t, "server", "metrics_port", d.metrics_port, 0, 65535),
+        proxy_protocol=read_choice(t, "server", "proxy_protocol", d.proxy_protocol, PROXY_MODES),
+        max_connections=read_int(t, "server", "max_connections", d.max_connections, 1, 1_000_000),
+        max_connections_per_source=read_int(
             t, "server", "max_connections_per_source", d.max_connections_per_source, 0, 1_000_000
         ),
-        idle_timeout_s=_float(t, "server", "idle_timeout_s", d.idle_timeout_s, 1, 86_400),
-        frame_timeout_s=_float(t, "server", "frame_timeout_s", d.frame_timeout_s, 0.1, 3600),
-        rate_limit_per_s=_float(t, "server", "rate_limit_per_s", d.rate_limit_per_s, 0, 1_000_000),
-        rate_limit_burst=_int(t, "server", "rate_limit_burst", d.rate_limit_burst, 1, 1_000_000),
-        max_buffer_bytes=_int(t, "server", "max_buffer_bytes", d.max_buffer_bytes, 4096, 64 << 20),
-        max_write_buffer_bytes=_int(
+        idle_timeout_s=read_float(t, "server", "idle_timeout_s", d.idle_timeout_s, 1, 86_400),
+        frame_timeout_s=read_float(t, "server", "frame_timeout_s", d.frame_timeout_s, 0.1, 3600),
+        rate_limit_per_s=read_float(t, "server", "rate_limit_per_s", d.rate_limit_per_s, 0, 1_000_000),
+        rate_limit_burst=read_int(t, "server", "rate_limit_burst", d.rate_limit_burst, 1, 1_000_000),
+        max_buffer_bytes=read_int(t, "server", "max_buffer_bytes", d.max_buffer_bytes, 4096, 64 << 20),
+        max_write_buffer_bytes=read_int(
             t, "server", "max_write_buffer_bytes", d.max_write_buffer_bytes, 4096, 64 << 20
         ),
-        write_stall_timeout_s=_float(
+        write_stall_timeout_s=read_float(
             t, "server", "write_stall_timeout_s", d.write_stall_timeout_s, 0.1, 3600
         ),
-        max_inflight=_int(t, "server", "max_inflight", d.max_inflight, 1, 100_000),
-        workers=_int(t, "server", "workers", d.workers, 1, 256),
-        reuse_port=_bool(t, "server", "reuse_port", d.reuse_port),
-        drain_timeout_s=_float(t, "server", "drain_timeout_s", d.drain_timeout_s, 0, 3600),
-        drain_allow=_networks(t, "server", "drain_allow", d.drain_allow),
+        max_inflight=read_int(t, "server", "max_inflight", d.max_inflight, 1, 100_000),
+        workers=read_int(t, "server", "workers", d.workers, 1, 256),
+        reuse_port=read_bool(t, "server", "reuse_port", d.reuse_port),
+        drain_timeout_s=read_float(t, "server", "drain_timeout_s", d.drain_timeout_s, 0, 3600),
+        drain_allow=read_networks(t, "server", "drain_allow", d.drain_allow),
     )
     if cfg.workers > 1:
         # The kernel spreads connections, not devices, and each process has its own replay
@@ -206,55 +143,26 @@ def _parse_server(raw: Any) -> ServerConfig:
 
 
 def _parse_protocol(raw: Any) -> ProtocolConfig:
-    t = _table(raw, "protocol")
+    t = read_table(raw, "protocol")
     d = ProtocolConfig()
-    _reject_unknown(t, "protocol", set(ProtocolConfig.__slots__))
+    reject_unknown(t, "protocol", set(ProtocolConfig.__slots__))
     return ProtocolConfig(
-        max_age_s=_float(t, "protocol", "max_age_s", d.max_age_s, 1, 366 * 86_400),
-        future_skew_s=_float(t, "protocol", "future_skew_s", d.future_skew_s, 0, 3600),
+        max_age_s=read_float(t, "protocol", "max_age_s", d.max_age_s, 1, 366 * 86_400),
+        future_skew_s=read_float(t, "protocol", "future_skew_s", d.future_skew_s, 0, 3600),
     )
 
 
 def _parse_log(raw: Any) -> LogConfig:
-    t = _table(raw, "log")
-    _reject_unknown(t, "log", {"level", "format"})
+    t = read_table(raw, "log")
+    reject_unknown(t, "log", {"level", "format"})
     return LogConfig(
-        level=_choice(t, "log", "level", "info", ("debug", "info", "warning", "error")),
-        format=_choice(t, "log", "format", "json", ("json", "text")),
+        level=read_choice(t, "log", "level", "info", ("debug", "info", "warning", "error")),
+        format=read_choice(t, "log", "format", "json", ("json", "text")),
     )
-
-
-def parse_model_id(text: str, key: str) -> int:
-    try:
-        model = int(text, 0)
-    except ValueError:
-        model = -1
-    if not 0 <= model <= 0xFF:
-        raise ConfigError(
-            key, f"bad model id {text!r}", 'a quoted model id from "0x00" to "0xff", e.g. [models."0x10"]'
-        )
-    return model
-
-
-def parse_secret_hex(value: Any, key: str) -> bytes:
-    expected = (
-        f"at least {MIN_MASTER_SECRET_BYTES} random bytes as hex ({2 * MIN_MASTER_SECRET_BYTES}+ hex "
-        "digits; `nanogridata-gateway keygen` makes one)"
-    )
-    if not isinstance(value, str):
-        raise ConfigError(key, "missing or not a string", expected)
-    try:
-        secret = bytes.fromhex(value.strip())
-    except ValueError:
-        raise ConfigError(key, "not hexadecimal", expected) from None
-    weakness = secret_weakness(secret)
-    if weakness is not None:
-        raise ConfigError(key, weakness, expected)
-    return secret
 
 
 def _parse_models(raw: Any, env: Mapping[str, str], require_secrets: bool) -> dict[int, ModelSpec]:
-    t = _table(raw, "models")
+    t = read_table(raw, "models")
     if not t:
         raise ConfigError("models", "no model configured", 'at least one [models."0x10"] table')
     models: dict[int, ModelSpec] = {}
@@ -263,8 +171,8 @@ def _parse_models(raw: Any, env: Mapping[str, str], require_secrets: bool) -> di
         model = parse_model_id(str(model_text), key)
         if model in models:
             raise ConfigError(key, "model configured twice", "each model id once")
-        mt = _table(model_raw, key)
-        _reject_unknown(mt, key, {"name", "security", "master_secret"})
+        mt = read_table(model_raw, key)
+        reject_unknown(mt, key, {"name", "security", "master_secret"})
         env_name = MODEL_SECRET_ENV.format(model)
         secret_value = mt.get("master_secret", env.get(env_name))
         if secret_value is None and not require_secrets:
@@ -280,8 +188,8 @@ def _parse_models(raw: Any, env: Mapping[str, str], require_secrets: bool) -> di
         models[model] = ModelSpec(
             model_id=model,
             master_secret=secret,
-            high_security=_choice(mt, key, "security", "normal", ("normal", "high")) == "high",
-            name=_str(mt, key, "name", f"model-{model:#04x}"),
+            high_security=read_choice(mt, key, "security", "normal", ("normal", "high")) == "high",
+            name=read_str(mt, key, "name", f"model-{model:#04x}"),
         )
     return models
 
@@ -330,10 +238,10 @@ def read_secrets_file(path: Path) -> dict[str, Any]:
             f"mode 0600 or 0400 (chmod 600 {path})",
         )
     data = _read_toml(path, "secrets.file")
-    _reject_unknown(data, "", {"models", "peer"})
-    for model_text, table in _table(data.get("models", {}), "models").items():
-        _reject_unknown(_table(table, f"models.{model_text}"), f"models.{model_text}", {"master_secret"})
-    _reject_unknown(_table(data.get("peer", {}), "peer"), "peer", {"secret"})
+    reject_unknown(data, "", {"models", "peer"})
+    for model_text, table in read_table(data.get("models", {}), "models").items():
+        reject_unknown(read_table(table, f"models.{model_text}"), f"models.{model_text}", {"master_secret"})
+    reject_unknown(read_table(data.get("peer", {}), "peer"), "peer", {"secret"})
     return data
 
 
@@ -350,14 +258,14 @@ def _merge(base: dict[str, Any], extra: Mapping[str, Any]) -> None:
 def _check_shape(raw: Mapping[str, Any]) -> None:
     """The tables that the secrets file is merged into must be tables in both files: merging
     would otherwise replace a wrong value silently, or fail on it."""
-    for model_text, table in _table(raw.get("models", {}), "models").items():
-        _table(table, f"models.{model_text}")
+    for model_text, table in read_table(raw.get("models", {}), "models").items():
+        read_table(table, f"models.{model_text}")
     if "peer" in raw:
-        _table(raw["peer"], "peer")
+        read_table(raw["peer"], "peer")
 
 
 def _refuse_inline_secrets(raw: Mapping[str, Any]) -> None:
-    for model_text, table in _table(raw.get("models", {}), "models").items():
+    for model_text, table in read_table(raw.get("models", {}), "models").items():
         if isinstance(table, Mapping) and "master_secret" in table:
             raise ConfigError(
                 f"models.{model_text}.master_secret",
@@ -384,11 +292,11 @@ def load_config(
     """Read, merge and validate the config. `require_secrets=False` lets tools skip the secrets."""
     env = os.environ if env is None else env
     raw = _read_toml(Path(path), "config")
-    _reject_unknown(raw, "", set(CORE_SECTIONS) | set(DELIVERY_SECTIONS))
+    reject_unknown(raw, "", set(CORE_SECTIONS) | set(DELIVERY_SECTIONS))
     _check_shape(raw)
     _refuse_inline_secrets(raw)
-    secrets_table = _table(raw.get("secrets", {}), "secrets")
-    _reject_unknown(secrets_table, "secrets", {"file"})
+    secrets_table = read_table(raw.get("secrets", {}), "secrets")
+    reject_unknown(secrets_table, "secrets", {"file"})
     secrets_file = secrets_path or env.get(SECRETS_FILE_ENV) or secrets_table.get("file")
     if secrets_file is not None:
         if not isinstance(secrets_file, (str, os.PathLike)):
@@ -397,26 +305,18 @@ def load_config(
     cfg = GatewayConfig(
         server=_parse_server(raw.get("server", {})),
         protocol=_parse_protocol(raw.get("protocol", {})),
-        state_dir=_str(_table(raw.get("state", {}), "state"), "state", "dir", "/var/lib/nanogridata"),
+        state_dir=read_str(read_table(raw.get("state", {}), "state"), "state", "dir", "/var/lib/nanogridata"),
         log=_parse_log(raw.get("log", {})),
         models=_parse_models(raw.get("models", {}), env, require_secrets),
         delivery_raw={k: raw[k] for k in DELIVERY_SECTIONS if k in raw},
     )
-    _reject_unknown(_table(raw.get("state", {}), "state"), "state", {"dir"})
+    reject_unknown(read_table(raw.get("state", {}), "state"), "state", {"dir"})
     if parse_delivery:
         cfg = _with_delivery(cfg, env)
     return cfg
 
 
 def _with_delivery(cfg: GatewayConfig, env: Mapping[str, str]) -> GatewayConfig:
-    try:
-        from .delivery_config import parse_delivery_config  # noqa: PLC0415 - written in parallel
-    except ImportError as exc:  # pragma: no cover - only while delivery is missing
-        raise ConfigError(
-            "spool",
-            f"the delivery module is not installed ({exc})",
-            "a gateway build that includes nanogridata_gateway.delivery_config",
-        ) from exc
     delivery = parse_delivery_config(cfg.delivery_raw, env)
     return GatewayConfig(
         cfg.server, cfg.protocol, cfg.state_dir, cfg.log, cfg.models, cfg.delivery_raw, delivery

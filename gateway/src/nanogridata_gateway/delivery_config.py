@@ -11,10 +11,20 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import urlsplit
 
+from .config_readers import (
+    parse_model_id,
+    parse_secret_hex,
+    parse_size,
+    read_float,
+    read_http_url,
+    read_int,
+    read_str,
+    read_table,
+    reject_unknown,
+)
 from .errors import ConfigError
-from .keys import secret_weakness
+from .keys import MIN_MASTER_SECRET_BYTES
 from .protocol import FRAME_TYPES
 
 SINK_TYPES = ("http_json", "influx_line", "jsonl")
@@ -29,29 +39,15 @@ DEFAULT_ROUTES: dict[str, tuple[str, ...]] = {
 }
 
 PAIR_SECRET_ENV = "NANOGRIDATA_PAIR_SECRET"
-MIN_PAIR_SECRET_BYTES = 32
 # One bit per sink in the spool's routing mask (SQLite INTEGER is 64-bit signed).
 MAX_SINKS = 62
 
-_SIZE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KMGT]i?B|B)?\s*$", re.IGNORECASE)
-_SIZE_UNITS = {
-    "b": 1,
-    "kb": 10**3,
-    "mb": 10**6,
-    "gb": 10**9,
-    "tb": 10**12,
-    "kib": 2**10,
-    "mib": 2**20,
-    "gib": 2**30,
-    "tib": 2**40,
-}
 _NAME_RE = re.compile(r"^[a-z][a-z0-9_-]{0,31}$")
 # peer.node_name travels in an HTTP header and peer_name is a metric label: ASCII, bounded
 NODE_NAME_RE = re.compile(r"[A-Za-z0-9._-]{1,64}")
 # an HTTP header name is an RFC 9110 token; a value must not break the request (no CR, LF, NUL)
 _HEADER_NAME_RE = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]{1,128}")
 _HEADER_VALUE_RE = re.compile(r"[\t\x20-\x7e\x80-\U0010ffff]{0,8192}")
-_MAX_SIZE = 1 << 60
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,85 +112,12 @@ class DeliveryConfig:
         return self.routes.get((frame_type, model_id)) or self.routes.get((frame_type, None), ())
 
 
-# --- small typed readers -------------------------------------------------------------------
-
-
-def _table(raw: Any, key: str) -> Mapping[str, Any]:
-    if not isinstance(raw, Mapping):
-        raise ConfigError(key, f"must be a table, got {type(raw).__name__}", f"[{key}]")
-    return raw
-
-
-def _reject_unknown(table: Mapping[str, Any], key: str, allowed: set[str]) -> None:
-    for name in table:
-        if name not in allowed:
-            raise ConfigError(f"{key}.{name}", "unknown key", "one of " + ", ".join(sorted(allowed)))
-
-
-def _int(table: Mapping[str, Any], key: str, name: str, default: int, lo: int, hi: int) -> int:
-    value = table.get(name, default)
-    if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
-        raise ConfigError(f"{key}.{name}", f"bad value {value!r}", f"an integer from {lo} to {hi}")
-    return value
-
-
-def _float(table: Mapping[str, Any], key: str, name: str, default: float, lo: float, hi: float) -> float:
-    value = table.get(name, default)
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not lo <= value <= hi:
-        raise ConfigError(f"{key}.{name}", f"bad value {value!r}", f"a number from {lo:g} to {hi:g}")
-    return float(value)
-
-
-def _str(table: Mapping[str, Any], key: str, name: str, default: str | None) -> str:
-    value = table.get(name, default)
-    if value is None:
-        raise ConfigError(f"{key}.{name}", "missing", "a string")
-    if not isinstance(value, str) or not value:
-        raise ConfigError(f"{key}.{name}", f"bad value {value!r}", "a non-empty string")
-    return value
-
-
-def _http_url(table: Mapping[str, Any], key: str, name: str) -> str:
-    url = _str(table, key, name, None)
-    try:
-        parts = urlsplit(url)
-    except ValueError as exc:  # e.g. "http://[::1": an unclosed IPv6 bracket
-        raise ConfigError(f"{key}.{name}", f"bad URL {url!r} ({exc})", "http://host:port/path") from None
-    if not url.isascii() or any(c in url for c in "\r\n\t "):
-        raise ConfigError(
-            f"{key}.{name}", f"bad URL {url!r}", "http://host:port/path in ASCII, without spaces"
-        )
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ConfigError(f"{key}.{name}", f"bad URL {url!r}", "http://host:port/path")
-    try:
-        parts.port  # noqa: B018 - raises ValueError on a bad port
-    except ValueError as exc:
-        raise ConfigError(f"{key}.{name}", f"bad port in {url!r}", "http://host:port/path") from exc
-    return url
-
-
-def parse_size(value: Any, key: str) -> int:
-    """Bytes as an integer or a string like "512MiB", "1GiB", "10 GB"."""
-    if isinstance(value, int) and not isinstance(value, bool) and 0 < value <= _MAX_SIZE:
-        return value
-    if isinstance(value, str) and len(value) <= 64:
-        match = _SIZE_RE.match(value)
-        if match:
-            unit = (match.group(2) or "B").lower()
-            size = float(match.group(1)) * _SIZE_UNITS[unit]
-            if 1 <= size <= _MAX_SIZE:
-                return int(size)
-    raise ConfigError(
-        key, f"bad size {value!r}", 'a positive integer of bytes (at most 2^60) or a string like "1GiB"'
-    )
-
-
 # --- sections ------------------------------------------------------------------------------
 
 
 def _parse_spool(raw: Any) -> SpoolConfig:
-    t = _table(raw, "spool")
-    _reject_unknown(
+    t = read_table(raw, "spool")
+    reject_unknown(
         t,
         "spool",
         {
@@ -209,12 +132,12 @@ def _parse_spool(raw: Any) -> SpoolConfig:
     )
     d = SpoolConfig()
     return SpoolConfig(
-        path=_str(t, "spool", "path", d.path),
+        path=read_str(t, "spool", "path", d.path),
         max_bytes=parse_size(t.get("max_bytes", d.max_bytes), "spool.max_bytes"),
-        max_age_s=_float(t, "spool", "max_age_hours", d.max_age_s / 3600, 0.001, 24 * 365) * 3600,
-        commit_interval_ms=_float(t, "spool", "commit_interval_ms", d.commit_interval_ms, 0, 1000),
-        max_commit_records=_int(t, "spool", "max_commit_records", d.max_commit_records, 1, 10**6),
-        dead_letter_dir=_str(t, "spool", "dead_letter_dir", d.dead_letter_dir),
+        max_age_s=read_float(t, "spool", "max_age_hours", d.max_age_s / 3600, 0.001, 24 * 365) * 3600,
+        commit_interval_ms=read_float(t, "spool", "commit_interval_ms", d.commit_interval_ms, 0, 1000),
+        max_commit_records=read_int(t, "spool", "max_commit_records", d.max_commit_records, 1, 10**6),
+        dead_letter_dir=read_str(t, "spool", "dead_letter_dir", d.dead_letter_dir),
         drop_sinks=_drop_sinks(t.get("drop_sinks", [])),
     )
 
@@ -249,15 +172,15 @@ def _parse_sink(name: str, raw: Any) -> SinkConfig:
             f"bad sink name {name!r}",
             f"lower-case letters, digits, '_' or '-', not {LOCAL_SINK!r} (built in)",
         )
-    t = _table(raw, key)
+    t = read_table(raw, key)
     kind = t.get("type")
     if kind not in SINK_TYPES:
         raise ConfigError(f"{key}.type", f"bad value {kind!r}", " | ".join(SINK_TYPES))
-    _reject_unknown(t, key, _SINK_KEYS[kind])
+    reject_unknown(t, key, _SINK_KEYS[kind])
     d = SinkConfig(name=name, type=kind)
     headers: tuple[tuple[str, str], ...] = ()
     if "headers" in t:
-        h = _table(t["headers"], f"{key}.headers")
+        h = read_table(t["headers"], f"{key}.headers")
         for hk, hv in h.items():
             if not _HEADER_NAME_RE.fullmatch(str(hk)):
                 raise ConfigError(
@@ -277,7 +200,7 @@ def _parse_sink(name: str, raw: Any) -> SinkConfig:
             raise ConfigError(f"{key}.format", f"bad value {json_format!r}", '"array" | "ndjson"')
     prefix = d.measurement_prefix
     if kind == "influx_line":
-        prefix = _str(t, key, "measurement_prefix", d.measurement_prefix)
+        prefix = read_str(t, key, "measurement_prefix", d.measurement_prefix)
         if not re.match(r"^[A-Za-z_][A-Za-z0-9_]*$", prefix):
             raise ConfigError(
                 f"{key}.measurement_prefix",
@@ -287,8 +210,8 @@ def _parse_sink(name: str, raw: Any) -> SinkConfig:
     text_fields = t.get("text_fields", False)
     if not isinstance(text_fields, bool):
         raise ConfigError(f"{key}.text_fields", f"bad value {text_fields!r}", "true | false")
-    retry_initial = _float(t, key, "retry_initial_ms", d.retry_initial_ms, 1, 600_000)
-    retry_max = _float(t, key, "retry_max_ms", d.retry_max_ms, 1, 3_600_000)
+    retry_initial = read_float(t, key, "retry_initial_ms", d.retry_initial_ms, 1, 600_000)
+    retry_max = read_float(t, key, "retry_max_ms", d.retry_max_ms, 1, 3_600_000)
     if retry_max < retry_initial:
         raise ConfigError(
             f"{key}.retry_max_ms",
@@ -298,12 +221,12 @@ def _parse_sink(name: str, raw: Any) -> SinkConfig:
     return SinkConfig(
         name=name,
         type=kind,
-        url=_http_url(t, key, "url") if kind != "jsonl" else "",
-        path=_str(t, key, "path", None) if kind == "jsonl" else "",
-        batch_size=_int(t, key, "batch_size", d.batch_size, 1, 100_000),
-        batch_interval_ms=_float(t, key, "batch_interval_ms", d.batch_interval_ms, 0, 60_000),
-        concurrency=_int(t, key, "concurrency", d.concurrency, 1, 64),
-        timeout_s=_float(t, key, "timeout_s", d.timeout_s, 0.01, 600),
+        url=read_http_url(t, key, "url") if kind != "jsonl" else "",
+        path=read_str(t, key, "path", None) if kind == "jsonl" else "",
+        batch_size=read_int(t, key, "batch_size", d.batch_size, 1, 100_000),
+        batch_interval_ms=read_float(t, key, "batch_interval_ms", d.batch_interval_ms, 0, 60_000),
+        concurrency=read_int(t, key, "concurrency", d.concurrency, 1, 64),
+        timeout_s=read_float(t, key, "timeout_s", d.timeout_s, 0.01, 600),
         retry_initial_ms=retry_initial,
         retry_max_ms=retry_max,
         json_format=json_format,
@@ -313,19 +236,9 @@ def _parse_sink(name: str, raw: Any) -> SinkConfig:
     )
 
 
-def _parse_model(text: str, key: str) -> int:
-    try:
-        model = int(text, 0)
-    except ValueError:
-        model = -1
-    if not 0 <= model <= 0xFF:
-        raise ConfigError(key, f"bad model id {text!r}", 'a model id 0..255, e.g. "TELEMETRY.0x20"')
-    return model
-
-
 def _parse_routes(raw: Any, sinks: Mapping[str, SinkConfig]) -> dict[tuple[int, int | None], tuple[str, ...]]:
     given = raw is not None
-    table: Mapping[str, Any] = _table(raw, "routes") if given else DEFAULT_ROUTES
+    table: Mapping[str, Any] = read_table(raw, "routes") if given else DEFAULT_ROUTES
     routes: dict[tuple[int, int | None], tuple[str, ...]] = {}
     for route_key, targets in table.items():
         key = f"routes.{route_key}"
@@ -336,7 +249,7 @@ def _parse_routes(raw: Any, sinks: Mapping[str, SinkConfig]) -> dict[tuple[int, 
                 f"unknown payload type {type_name!r}",
                 'TYPE or "TYPE.MODEL" with TYPE one of ' + ", ".join(FRAME_TYPES),
             )
-        model = _parse_model(model_text, key) if model_text else None
+        model = parse_model_id(model_text, key, '"TELEMETRY.0x20"') if model_text else None
         if isinstance(targets, str):
             targets = [targets]  # noqa: PLW2901 - a single name is accepted for a list of one
         if (
@@ -376,7 +289,7 @@ def _parse_listen(value: Any, key: str) -> tuple[str, int]:
 
 
 def _node_name(table: Mapping[str, Any], name: str, default: str) -> str:
-    value = _str(table, "peer", name, default)
+    value = read_str(table, "peer", name, default)
     if not NODE_NAME_RE.fullmatch(value):
         raise ConfigError(f"peer.{name}", f"bad value {value!r}", "1 to 64 of A-Z a-z 0-9 . _ -")
     return value
@@ -385,8 +298,8 @@ def _node_name(table: Mapping[str, Any], name: str, default: str) -> str:
 def _parse_peer(raw: Any, env: Mapping[str, str]) -> PeerConfig | None:
     if raw is None:
         return None
-    t = _table(raw, "peer")
-    _reject_unknown(
+    t = read_table(raw, "peer")
+    reject_unknown(
         t,
         "peer",
         {
@@ -406,33 +319,21 @@ def _parse_peer(raw: Any, env: Mapping[str, str]) -> PeerConfig | None:
         raise ConfigError(
             "peer.secret",
             f"missing (secrets file key peer.secret or ${PAIR_SECRET_ENV})",
-            f"at least {MIN_PAIR_SECRET_BYTES} random bytes as hex",
+            f"at least {MIN_MASTER_SECRET_BYTES} random bytes as hex",
         )
-    expected = (
-        f"at least {MIN_PAIR_SECRET_BYTES} random bytes as hex ({2 * MIN_PAIR_SECRET_BYTES} hex digits; "
-        "`nanogridata-gateway keygen` makes one)"
-    )
-    try:
-        secret = bytes.fromhex(secret_hex) if isinstance(secret_hex, str) else b""
-    except ValueError:
-        secret = b""
-    if len(secret) < MIN_PAIR_SECRET_BYTES:
-        raise ConfigError("peer.secret", "not hex or too short", expected)
-    weakness = secret_weakness(secret, MIN_PAIR_SECRET_BYTES)
-    if weakness is not None:
-        raise ConfigError("peer.secret", weakness, expected)
+    secret = parse_secret_hex(secret_hex, "peer.secret")
     host, port = _parse_listen(t.get("listen"), "peer.listen")
     return PeerConfig(
-        url=_http_url(t, "peer", "url").rstrip("/"),
+        url=read_http_url(t, "peer", "url").rstrip("/"),
         listen_host=host,
         listen_port=port,
         secret=secret,
         node_name=_node_name(t, "node_name", "gateway"),
         peer_name=_node_name(t, "peer_name", "peer"),
-        batch_interval_ms=_float(t, "peer", "batch_interval_ms", 200.0, 1, 1000),
-        max_batch=_int(t, "peer", "max_batch", 10_000, 1, 1_000_000),
-        timeout_s=_float(t, "peer", "timeout_s", 2.0, 0.01, 60),
-        max_queue=_int(t, "peer", "max_queue", 1_000_000, 1, 100_000_000),
+        batch_interval_ms=read_float(t, "peer", "batch_interval_ms", 200.0, 1, 1000),
+        max_batch=read_int(t, "peer", "max_batch", 10_000, 1, 1_000_000),
+        timeout_s=read_float(t, "peer", "timeout_s", 2.0, 0.01, 60),
+        max_queue=read_int(t, "peer", "max_queue", 1_000_000, 1, 100_000_000),
     )
 
 
@@ -444,7 +345,7 @@ def parse_delivery_config(raw: Mapping[str, Any], env: Mapping[str, str] | None 
     """
     env = os.environ if env is None else env
     spool = _parse_spool(raw.get("spool", {}))
-    sinks_raw = _table(raw.get("sinks", {}), "sinks")
+    sinks_raw = read_table(raw.get("sinks", {}), "sinks")
     if len(sinks_raw) > MAX_SINKS:
         raise ConfigError("sinks", f"{len(sinks_raw)} sinks", f"at most {MAX_SINKS}")
     sinks = {name: _parse_sink(name, cfg) for name, cfg in sinks_raw.items()}

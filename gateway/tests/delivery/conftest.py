@@ -29,6 +29,7 @@ from typing import Any
 import cbor2
 import pytest
 from prometheus_client import CollectorRegistry
+from serve_process import free_port, stop
 
 from nanogridata_gateway.records import Record
 
@@ -39,13 +40,6 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers", "integration: needs real services (VictoriaMetrics); slower; ci/integration.sh"
     )
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def make_record(
@@ -271,13 +265,7 @@ class VictoriaMetrics:
         raise RuntimeError("victoria-metrics did not become healthy within 30 s")
 
     def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGINT)  # graceful: flushes in-memory parts to disk
-            try:
-                self.proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        stop(self.proc, signal.SIGINT)  # graceful: flushes in-memory parts to disk
         self.proc = None
 
     def _get(self, path: str, params: dict[str, str]) -> bytes:

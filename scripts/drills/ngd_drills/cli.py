@@ -148,8 +148,7 @@ class Drill:
             env["NANOGRIDATA_SECRET_MODEL_10"] = hashlib.sha256(raw).hexdigest()
         if "NANOGRIDATA_SECRET_MODEL_10" not in env:
             raise DrillError(
-                "set NANOGRIDATA_SECRET_MODEL_10 (the hex master secret of model 0x10) "
-                "for the simulator"
+                "set NANOGRIDATA_SECRET_MODEL_10 (the hex master secret of model 0x10) for the simulator"
             )
         return env
 
@@ -229,9 +228,7 @@ class Drill:
             time.sleep(max(self.plan.settle_s, t_traffic + self.plan.duration_s - time.monotonic()))
             stop_file.touch()
             result.max_vip_holders = watcher.max_holders_since(t_fault)
-            result.vip_moved = any(
-                e.holds and e.host == backup and e.t >= t_fault for e in watcher.events
-            )
+            result.vip_moved = any(e.holds and e.host == backup and e.t >= t_fault for e in watcher.events)
             released = [e.t for e in watcher.events if e.host == master and not e.holds]
             released = [t for t in released if t >= t_fault]
             if released:
@@ -250,9 +247,7 @@ class Drill:
             recorder.stop()
         result.alertmanager_reachable = recorder.reachable
         result.alerts = {n: round(t - t_fault, 1) for n, t in sorted(recorder.first_seen.items())}
-        result.alerts_resolved = {
-            n: round(t - t_fault, 1) for n, t in sorted(recorder.resolved.items())
-        }
+        result.alerts_resolved = {n: round(t - t_fault, 1) for n, t in sorted(recorder.resolved.items())}
         if SPLIT_BRAIN_ALERT in recorder.first_seen:
             result.split_brain_alert_s = round(recorder.first_seen[SPLIT_BRAIN_ALERT] - t_fault, 1)
         self.count_sink(result, start_unix)
@@ -291,19 +286,14 @@ class Drill:
             return
         if scenario.vip_moves:
             deadline = t_fault + 15
-            while (
-                time.monotonic() < deadline
-                and watcher.first_hold_after(roles.backup, t_fault) is None
-            ):
+            while time.monotonic() < deadline and watcher.first_hold_after(roles.backup, t_fault) is None:
                 time.sleep(0.02)
             time.sleep(2)  # let the devices move over before healing
             return
         time.sleep(scenario.hold_s)
 
     # --- traffic ---------------------------------------------------------------------------
-    def start_traffic(
-        self, device_base: int, out: Path, stop_file: Path
-    ) -> subprocess.Popen[bytes]:
+    def start_traffic(self, device_base: int, out: Path, stop_file: Path) -> subprocess.Popen[bytes]:
         """The gateway's simulator (this checkout's, gateway/src) through the VIP; it reports
         sent/acked/lost and reconnect times (lost connection -> first ACK) itself."""
         plan = self.plan
@@ -340,9 +330,7 @@ class Drill:
             raise DrillError(f"the simulator did not finish within {limit:g}s") from None
         text = out.read_text().strip()
         if not text:
-            raise DrillError(
-                f"the simulator printed no report: {out.with_suffix('.err').read_text()[-400:]}"
-            )
+            raise DrillError(f"the simulator printed no report: {out.with_suffix('.err').read_text()[-400:]}")
         report: dict[str, Any] = json.loads(text.splitlines()[-1])
         report["exit_code"] = sim.returncode
         return report
@@ -438,8 +426,7 @@ def evaluate(scenario: Scenario, r: ScenarioResult) -> list[Target]:
             Target(
                 f"devices served again <= {TARGET_PARTITION_RECONNECT_P99_MS / 1000:g} s p99",
                 p99 is None or p99 <= TARGET_PARTITION_RECONNECT_P99_MS,
-                f"p50 {rc.get('p50')} / p99 {p99} ms (lost -> first ACK) over {rc.get('count')} "
-                f"reconnects",
+                f"p50 {rc.get('p50')} / p99 {p99} ms (lost -> first ACK) over {rc.get('count')} reconnects",
             )
         )
         targets.append(
@@ -452,8 +439,7 @@ def evaluate(scenario: Scenario, r: ScenarioResult) -> list[Target]:
         targets.append(
             Target(
                 f"split brain alerted <= {TARGET_SPLIT_BRAIN_ALERT_S:g} s",
-                r.split_brain_alert_s is not None
-                and r.split_brain_alert_s <= TARGET_SPLIT_BRAIN_ALERT_S,
+                r.split_brain_alert_s is not None and r.split_brain_alert_s <= TARGET_SPLIT_BRAIN_ALERT_S,
                 f"{r.split_brain_alert_s} s (Alertmanager reachable: {r.alertmanager_reachable})",
             )
         )
@@ -472,8 +458,7 @@ def table(results: list[ScenarioResult]) -> str:
         verdict = "PASS" if r.passed else "FAIL"
         alerts = (
             ",".join(
-                f"{n}@{t}s"
-                + (f"(resolved@{r.alerts_resolved[n]}s)" if n in r.alerts_resolved else "")
+                f"{n}@{t}s" + (f"(resolved@{r.alerts_resolved[n]}s)" if n in r.alerts_resolved else "")
                 for n, t in r.alerts.items()
             )
             or "none"

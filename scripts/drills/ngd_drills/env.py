@@ -81,9 +81,7 @@ def load_inventory(env: str) -> Inventory:
     ports = yaml.safe_load(ports_file.read_text(encoding="utf-8"))
     inv = Inventory(env=env, hostvars=data["_meta"]["hostvars"], groups=groups, ports=ports)
     if len(inv.gateways) != 2:
-        raise DrillError(
-            f"inventory {env}: group 'gateways' must hold exactly two hosts, has {inv.gateways}"
-        )
+        raise DrillError(f"inventory {env}: group 'gateways' must hold exactly two hosts, has {inv.gateways}")
     return inv
 
 
@@ -189,10 +187,11 @@ class PyinfraExecutor:
 
     def _connect(self) -> Any:
         if self._state is None:
-            from pyinfra.api.config import Config
-            from pyinfra.api.connect import connect_all
-            from pyinfra.api.inventory import Inventory as PyInventory
-            from pyinfra.api.state import State
+            # pyinfra is needed on staging/production only: a lab drill runs without it
+            from pyinfra.api.config import Config  # noqa: PLC0415
+            from pyinfra.api.connect import connect_all  # noqa: PLC0415
+            from pyinfra.api.inventory import Inventory as PyInventory  # noqa: PLC0415
+            from pyinfra.api.state import State  # noqa: PLC0415
 
             names = []
             for name, hv in self.inventory.hostvars.items():
@@ -234,7 +233,7 @@ class PyinfraExecutor:
 
     def close(self) -> None:
         if self._state is not None:
-            from pyinfra.api.connect import disconnect_all
+            from pyinfra.api.connect import disconnect_all  # noqa: PLC0415 - see _connect
 
             disconnect_all(self._state)
 

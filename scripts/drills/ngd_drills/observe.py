@@ -94,9 +94,7 @@ def count_stored(
     )
     result = executor.run(
         collector,
-        sh_quote(
-            "curl", "-fsS", "--max-time", "20", f"http://127.0.0.1:{port}/api/v1/export?{query}"
-        ),
+        sh_quote("curl", "-fsS", "--max-time", "20", f"http://127.0.0.1:{port}/api/v1/export?{query}"),
         timeout=30,
     )
     if result.rc != 0:

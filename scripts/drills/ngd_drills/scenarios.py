@@ -98,8 +98,7 @@ def _nothing(executor: Executor, roles: Roles) -> None:
 # are left holding the listen socket, as after a real crash; `systemctl stop` would be an
 # operator's decision that Restart= rightly ignores (scenario nginx-stop).
 NGINX_CRASH = (
-    'pid=$(systemctl show --property=MainPID --value nginx); [ "${pid:-0}" -gt 0 ] '
-    '&& kill -KILL "$pid"'
+    'pid=$(systemctl show --property=MainPID --value nginx); [ "${pid:-0}" -gt 0 ] && kill -KILL "$pid"'
 )
 
 
@@ -169,8 +168,7 @@ SCENARIOS: dict[str, Scenario] = {
         ),
         Scenario(
             "nginx-kill",
-            "nginx's master process on the master crashes (SIGKILL): systemd restarts it, the VIP "
-            "stays",
+            "nginx's master process on the master crashes (SIGKILL): systemd restarts it, the VIP stays",
             _nginx_crash,
             _nginx_restarted,
             vip_moves=False,
@@ -190,8 +188,7 @@ SCENARIOS: dict[str, Scenario] = {
             lambda ex, r: _run(
                 ex,
                 r.master,
-                "systemctl kill -s KILL nanogridata-gateway; sleep 0.2; "
-                "systemctl stop nanogridata-gateway",
+                "systemctl kill -s KILL nanogridata-gateway; sleep 0.2; systemctl stop nanogridata-gateway",
             ),
             _service("start", "nanogridata-gateway", "master"),
             vip_moves=False,

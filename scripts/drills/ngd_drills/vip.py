@@ -42,9 +42,7 @@ class VipWatcher:
             self.events.append(VipEvent(t if t is not None else time.monotonic(), host, holds, why))
 
     def _has_vip(self, text: str) -> bool:
-        return any(
-            f" {self.vip}/" in line and not line.startswith("Deleted") for line in text.splitlines()
-        )
+        return any(f" {self.vip}/" in line and not line.startswith("Deleted") for line in text.splitlines())
 
     def _poll_once(self, host: str) -> bool | None:
         result = self.executor.run(

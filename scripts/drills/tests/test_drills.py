@@ -165,9 +165,7 @@ def test_nginx_kill_fails_when_the_vip_moves_or_reconnects_are_slow() -> None:
     ok.sim["reconnect_ms"] = {"count": 200, "p99": 640.0}
     assert all(t.ok for t in evaluate(SCENARIOS["nginx-kill"], ok))
     moved = _result("nginx-kill", vip_moved=True, max_vip_holders=1)
-    assert [t.name for t in evaluate(SCENARIOS["nginx-kill"], moved) if not t.ok] == [
-        "VIP unchanged"
-    ]
+    assert [t.name for t in evaluate(SCENARIOS["nginx-kill"], moved) if not t.ok] == ["VIP unchanged"]
     slow = _result("nginx-kill", max_vip_holders=1)
     slow.sim["reconnect_ms"] = {"count": 200, "p99": 4000.0}
     assert [t.name for t in evaluate(SCENARIOS["nginx-kill"], slow) if not t.ok] == [
