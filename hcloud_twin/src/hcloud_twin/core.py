@@ -927,6 +927,7 @@ class Twin:
             "blocked": False,
             "created": iso(self.clock()),
             "datacenter": copy.deepcopy(datacenter),
+            "location": copy.deepcopy(datacenter["location"]),
         }
         self.resources["primary_ips"][pid] = record
         return record
@@ -935,7 +936,7 @@ class Twin:
         self._check_name("primary_ips", request.get("name"))
         if request.get("type") not in ("ipv4", "ipv6"):
             raise invalid("type", "must be one of: ipv4, ipv6")
-        if request.get("assignee_type") != "server":
+        if request.get("assignee_type", "server") != "server":  # hcloud-python 2.x leaves it out
             raise invalid("assignee_type", "must be server")
         assignee = request.get("assignee_id")
         if assignee is not None:
@@ -944,9 +945,17 @@ class Twin:
                 raise invalid("assignee_id", f"server {assignee} not found")
             datacenter = server["datacenter"]
         else:
-            datacenter = next((d for d in catalog.DATACENTERS if d["name"] == request.get("datacenter")), None)
+            # The API took a datacenter before 2026 and takes a location since; both are accepted.
+            datacenter = next(
+                (
+                    d
+                    for d in catalog.DATACENTERS
+                    if request.get("datacenter") == d["name"] or request.get("location") == d["location"]["name"]
+                ),
+                None,
+            )
             if datacenter is None:
-                raise invalid("datacenter", "datacenter or assignee_id is required")
+                raise invalid("location", "location (or datacenter) or assignee_id is required")
         record = self._primary_ip(
             request["name"],
             request["type"],
