@@ -2,8 +2,8 @@
 
 Shapes follow the public API reference and hcloud-go's schema package (what the OpenTofu provider
 decodes). The server types are the ones Hetzner sells today: the Intel/AMD shared types cx23..cx53
-replaced cx22..cx52, which were deprecated in October 2025 and can no longer be ordered; the twin
-keeps listing the retired types with their deprecation (the API does), and refuses to create them.
+replaced cx22..cx52 and cpx12.. replaced cpx11..cpx51, deprecated on 2025-10-16 and no longer
+sold; the twin keeps listing the retired types with their deprecation (the API does), and refuses to create them.
 """
 
 from __future__ import annotations
@@ -86,6 +86,11 @@ _TYPES: list[tuple[str, int, int, float, int, str, str, bool]] = [
     ("cx33", 109, 4, 8.0, 80, "shared", "x86", False),
     ("cx43", 110, 8, 16.0, 160, "shared", "x86", False),
     ("cx53", 111, 16, 32.0, 320, "shared", "x86", False),
+    ("cpx11", 22, 2, 2.0, 40, "shared", "x86", True),
+    ("cpx21", 23, 3, 4.0, 80, "shared", "x86", True),
+    ("cpx31", 24, 4, 8.0, 160, "shared", "x86", True),
+    ("cpx41", 25, 8, 16.0, 240, "shared", "x86", True),
+    ("cpx51", 26, 16, 32.0, 360, "shared", "x86", True),
     ("cpx12", 112, 1, 2.0, 40, "shared", "x86", False),
     ("cpx22", 113, 2, 4.0, 80, "shared", "x86", False),
     ("cpx32", 114, 4, 8.0, 160, "shared", "x86", False),
