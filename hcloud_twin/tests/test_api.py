@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 import pytest
 import requests
@@ -285,3 +286,70 @@ def test_counts_endpoint(twin: HcloudTwin, api: Api) -> None:
     api.call("POST", "/placement_groups", {"name": "pg", "type": "spread"})
     counts = requests.get(api.base.replace("/v1", "/_twin/counts"), timeout=5).json()["counts"]
     assert counts["placement_groups"] == 1 and counts["servers"] == 0
+
+
+def test_floating_ip_assign_shows_at_once_and_locks_until_done(twin: HcloudTwin, api: Api) -> None:
+    """The provider reads a floating IP's server right after the assign call without waiting for
+    the action, so the API shows the new server at once; the action still runs (and locks)."""
+    twin.add_server(42, "gw-a")
+    twin.add_server(41, "gw-b")
+    twin.add_floating_ip(7, "198.51.100.7", 41)
+    twin.set_action_seconds(3.0)  # long enough for the checks below on a starved CI machine
+    answer = api.call("POST", "/floating_ips/7/actions/assign", {"server": 42})
+    assert answer.status_code == 201
+    action = answer.json()["action"]
+    assert action["command"] == "assign_floating_ip" and action["status"] == "running" and action["finished"] is None
+    assert {"id": 42, "type": "server"} in action["resources"] and {"id": 7, "type": "floating_ip"} in action["resources"]
+    assert api.call("GET", "/floating_ips/7").json()["floating_ip"]["server"] == 42
+    second = api.call("POST", "/floating_ips/7/actions/assign", {"server": 41})
+    assert second.status_code == 423 and second.json()["error"]["code"] == "locked"
+    done = wait_action(api, action["id"])
+    assert done["status"] == "success" and done["progress"] == 100 and done["finished"] is not None
+    again = api.call("POST", "/floating_ips/7/actions/assign", {"server": 42})
+    assert again.status_code == 422 and again.json()["error"]["code"] == "floating_ip_assigned"
+    missing = api.call("POST", "/floating_ips/7/actions/assign", {})
+    assert missing.status_code == 400 and missing.json()["error"]["details"]["fields"][0]["name"] == "server"
+    assert api.call("POST", "/floating_ips/7/actions/assign", {"server": 5}).status_code == 400
+    assert api.call("GET", "/servers?name=gw-a").json()["servers"][0]["public_net"]["floating_ips"] == [7]
+
+
+def test_cli_serves_and_rejects_bad_arguments(tmp_path: Path) -> None:
+    import json
+    import signal
+    import subprocess
+    import sys
+
+    src = str(Path(__file__).resolve().parents[1] / "src")
+    token_file = tmp_path / "token"
+    token_file.write_text("")
+    empty = subprocess.run(
+        [sys.executable, "-m", "hcloud_twin", "--token-file", str(token_file)],
+        env={"PYTHONPATH": src},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert empty.returncode == 2 and "--token-file" in empty.stderr and "Traceback" not in empty.stderr
+    token_file.write_text("tok\n")
+    bad = subprocess.run(
+        [sys.executable, "-m", "hcloud_twin", "--token-file", str(token_file), "--server", "x"],
+        env={"PYTHONPATH": src},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert bad.returncode == 2 and "--server" in bad.stderr and "Traceback" not in bad.stderr
+    with subprocess.Popen(
+        [sys.executable, "-m", "hcloud_twin", "--token-file", str(token_file), "--server", "42=gw-a"],
+        env={"PYTHONPATH": src},
+        stdout=subprocess.PIPE,
+        text=True,
+    ) as proc:
+        assert proc.stdout is not None
+        endpoint = json.loads(proc.stdout.readline())["endpoint"]
+        servers = requests.get(endpoint + "/servers", headers={"Authorization": "Bearer tok"}, timeout=10).json()
+        assert [s["name"] for s in servers["servers"]] == ["gw-a"]
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=30) == 0
