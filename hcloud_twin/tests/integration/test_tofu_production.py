@@ -12,11 +12,13 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import yaml
 from hcloud import Client
 
 from hcloud_twin import HcloudTwin
@@ -27,24 +29,30 @@ REPO = Path(__file__).resolve().parents[3]
 ENV_DIR = "terraform/environments/production"
 
 
-@pytest.fixture()
-def workdir(tmp_path: Path) -> Path:
-    """A copy of what the environment reads, at the same relative paths (tofu writes its lock
-    file and state beside the configuration; the repository stays clean)."""
+def prepare(tmp_path: Path, env_dir: str) -> Path:
+    """A copy of what an environment reads, at the same relative paths (tofu writes its lock file
+    and state beside the configuration; the repository stays clean), and its tfvars: the committed
+    example with the operator key replaced by one generated here, as README has a user do."""
+    name = env_dir.rsplit("/", 1)[1]
     root = tmp_path / "repo"
     shutil.copytree(
-        REPO / ENV_DIR, root / ENV_DIR, ignore=shutil.ignore_patterns("tests", ".terraform*", "*.tfstate*", "*.tfvars")
+        REPO / env_dir, root / env_dir, ignore=shutil.ignore_patterns("tests", ".terraform*", "*.tfstate*", "*.tfvars")
     )
     shutil.copytree(REPO / "terraform/modules", root / "terraform/modules", ignore=shutil.ignore_patterns("tests"))
     (root / "ansible/group_vars/all").mkdir(parents=True)
     shutil.copy(REPO / "ansible/group_vars/all/ports.yml", root / "ansible/group_vars/all/ports.yml")
     key = tmp_path / "id_ed25519"
     subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "ops", "-f", str(key)], check=True)
-    example = (root / ENV_DIR / "production.tfvars.example").read_text()
+    example = (root / env_dir / f"{name}.tfvars.example").read_text()
     tfvars, replaced = re.subn(r'ops = "ssh-ed25519 [^"]*"', f'ops = "{key.with_suffix(".pub").read_text().strip()}"', example)
     assert replaced == 1, "the example's ops key line changed: update this test"
-    (root / ENV_DIR / "production.tfvars").write_text(tfvars)
-    return root / ENV_DIR
+    (root / env_dir / f"{name}.tfvars").write_text(tfvars)
+    return root / env_dir
+
+
+@pytest.fixture()
+def workdir(tmp_path: Path) -> Path:
+    return prepare(tmp_path, ENV_DIR)
 
 
 @pytest.fixture()
@@ -107,6 +115,25 @@ def test_init_plan_apply_replan_destroy(workdir: Path, twin: HcloudTwin) -> None
     gateways = client.servers.get_all(label_selector="app.nanogridata.io/role=gateway")
     assert sorted(s.name for s in gateways) == ["ngd-production-gw-a", "ngd-production-gw-b"]
 
+    # The inventory bridge reads tofu's outputs as deploy.sh has it do: the twin's addresses arrive.
+    bridge = subprocess.run(
+        [sys.executable, str(REPO / "terraform/inventory_bridge.py"), "production", "--tofu-dir", str(workdir), "--out", "-"],
+        env=tofu.env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert bridge.returncode == 0, bridge.stderr
+    inventory = yaml.safe_load(bridge.stdout)
+    gateways = inventory["all"]["children"]["gateways"]["hosts"]
+    for host in ("gw-a", "gw-b"):
+        server = servers[f"ngd-production-{host}"]
+        assert gateways[host]["ansible_host"] == server.public_net.ipv4.ip
+        assert gateways[host]["ngd_private_ip"] == server.private_net[0].ip
+    assert inventory["all"]["vars"]["ngd_vip"] == vip.ip
+    assert str(inventory["all"]["vars"]["ngd_floating_ip_id"]) == str(vip.id)
+
     # A second plan against what was just built: nothing to change.
     tofu("plan", "-var-file=production.tfvars", "-detailed-exitcode")
 
@@ -139,3 +166,25 @@ def test_the_provider_refuses_a_retired_server_type(tmp_path: Path, twin: Hcloud
     out = tofu("apply", "-auto-approve", expect=1)
     assert 'server plan "cx22" is deprecated and can no longer be ordered' in out
     assert twin.counts()["servers"] == 0
+
+
+def test_staging_with_the_tls_firewall_round_trips(tmp_path: Path, twin: HcloudTwin) -> None:
+    """Staging: four servers (a collector), no delete protection, and the optional TLS firewall
+    (a server with two firewalls); apply, an unchanged re-plan, destroy to an empty project."""
+    workdir = prepare(tmp_path, "terraform/environments/staging")
+    tofu = Tofu(workdir, twin)
+    tofu("init", f"-backend-config=path={tmp_path / 'terraform.tfstate'}")
+    args = ("-var-file=staging.tfvars", "-var=device_tls_enabled=true")
+    tofu("apply", "-auto-approve", *args)
+    client = Client(token=twin.state.token, api_endpoint=twin.endpoint, poll_interval=0.1)
+    assert sorted(s.name for s in client.servers.get_all()) == [
+        "ngd-staging-collector",
+        "ngd-staging-gw-a",
+        "ngd-staging-gw-b",
+        "ngd-staging-mon",
+    ]
+    gw_a = client.servers.get_by_name("ngd-staging-gw-a")
+    assert gw_a is not None and len(gw_a.public_net.firewalls) == 2
+    tofu("plan", "-detailed-exitcode", *args)
+    tofu("destroy", "-auto-approve", *args)
+    assert twin.counts() == dict.fromkeys(twin.counts(), 0), twin.counts()
