@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from hcloud import APIException, Client
 from hcloud.firewalls import FirewallResource, FirewallRule
@@ -159,3 +161,52 @@ def test_primary_ip_lifecycle(client: Client, public_key: str) -> None:
     assert exc.value.code == "server_not_stopped"
     client.primary_ips.delete(primary)
     assert client.primary_ips.get_by_name("spare") is None
+
+
+def test_state_file_survives_a_restart(tmp_path: Path, token: str, public_key: str) -> None:
+    state = tmp_path / "twin.json"
+    with HcloudTwin(token, action_seconds=0.05, state_file=state) as first:
+        client = Client(token=token, api_endpoint=first.endpoint, poll_interval=0.05)
+        made = make_pair(client, public_key)
+        fip = client.floating_ips.create(type="ipv4", home_location=Location(name="fsn1"), name="vip").floating_ip
+        client.floating_ips.assign(fip, made["servers"][0]).wait_until_finished()  # type: ignore[index]
+        before = first.counts()
+    with HcloudTwin(token, action_seconds=0.05, state_file=state) as second:
+        client = Client(token=token, api_endpoint=second.endpoint, poll_interval=0.05)
+        assert second.counts() == before
+        gw_a = client.servers.get_by_name("gw-a")
+        assert gw_a is not None and gw_a.status == "running" and gw_a.private_net[0].ip == "10.53.1.2"
+        assert client.floating_ips.get_by_name("vip").server.id == gw_a.id
+        assert second.state.user_data[gw_a.id].startswith("#cloud-config")
+        created = client.servers.get_actions_list(gw_a).actions[0]
+        assert (created.command, created.status) == ("create_server", "success")
+        other = client.floating_ips.create(type="ipv4", home_location=Location(name="fsn1"), name="vip2").floating_ip
+        assert other.id > fip.id and other.ip != fip.ip  # ids and addresses are not handed out twice
+        client.servers.delete(gw_a).wait_until_finished()
+    with HcloudTwin(token, state_file=state) as third:
+        assert third.counts()["servers"] == 1
+
+
+def test_a_broken_state_file_is_refused_with_exit_2(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    (tmp_path / "token").write_text("tok\n")
+    (tmp_path / "state.json").write_text("{not json")
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "hcloud_twin",
+            "--token-file",
+            str(tmp_path / "token"),
+            "--state-file",
+            str(tmp_path / "state.json"),
+        ],
+        env={"PYTHONPATH": str(Path(__file__).resolve().parents[1] / "src")},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 2 and "--state-file" in done.stderr and "Traceback" not in done.stderr

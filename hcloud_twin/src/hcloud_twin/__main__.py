@@ -28,6 +28,11 @@ def main(argv: list[str] | None = None) -> int:
         metavar="ID=IP[@SERVER_ID]",
         help="a floating IP, optionally assigned (repeatable)",
     )
+    parser.add_argument(
+        "--state-file",
+        type=Path,
+        help="keep the project's state in this JSON file: loaded at start, rewritten after every change",
+    )
     parser.add_argument("--action-seconds", type=float, default=0.2, help="how long every action runs")
     parser.add_argument(
         "--private-namespace-address",
@@ -45,7 +50,18 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--action-seconds must be >= 0")
 
     host = args.private_namespace_address or "127.0.0.1"
-    twin = HcloudTwin(token, host=host, port=args.port, private_namespace=bool(args.private_namespace_address))
+    try:
+        twin = HcloudTwin(
+            token,
+            host=host,
+            port=args.port,
+            private_namespace=bool(args.private_namespace_address),
+            state_file=args.state_file,
+        )
+    except (ValueError, KeyError, TypeError) as exc:
+        parser.error(f"--state-file: {args.state_file} is not a state file of this twin ({exc}); move it away to start empty")
+    except OSError as exc:
+        parser.error(f"cannot listen on {host}:{args.port}: {exc.strerror}")
     twin.set_action_seconds(args.action_seconds)
     try:
         for spec in args.server:

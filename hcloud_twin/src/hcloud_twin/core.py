@@ -234,6 +234,7 @@ class Twin:
         self.ipv6_next = 1
         self.next_ids: dict[str, int] = {"actions": 1000}
         self.listeners: list[Callable[[str, str, JSON], None]] = []
+        self.changed = False  # set by every change; whoever persists the state clears it
 
     # -- seeding and inspection (tests, the CLI) ----------------------------------------------
     def _new_id(self, kind: str) -> int:
@@ -267,6 +268,47 @@ class Twin:
         self.resources["floating_ips"][fip_id] = fip
         return fip
 
+    def snapshot(self) -> JSON:
+        """Everything a restarted twin needs to answer as before (JSON-serializable). Actions are
+        kept as records; one still running is saved as it will end, its effect already applied."""
+        self.refresh()
+        now = self.clock()
+        return {
+            "version": 1,
+            "resources": {name: list(items.values()) for name, items in self.resources.items()},
+            "user_data": {str(k): v for k, v in self.user_data.items()},
+            "server_keys": {str(k): v for k, v in self.server_keys.items()},
+            "next_ids": self.next_ids,
+            "ipv6_next": self.ipv6_next,
+            "actions": [a.to_json(now) | {"fail": a.fail} for a in self.actions.values()],
+        }
+
+    def restore(self, snapshot: JSON) -> None:
+        """Load what snapshot() returned (the state file of a previous run)."""
+        if snapshot.get("version") != 1:
+            raise ValueError(f"unknown state file version {snapshot.get('version')!r} (expected 1)")
+        for name in COLLECTIONS:
+            self.resources[name] = {int(r["id"]): r for r in snapshot["resources"].get(name, [])}
+        self.user_data = {int(k): v for k, v in snapshot["user_data"].items()}
+        self.server_keys = {int(k): v for k, v in snapshot["server_keys"].items()}
+        self.next_ids = {str(k): int(v) for k, v in snapshot["next_ids"].items()}
+        self.ipv6_next = int(snapshot["ipv6_next"])
+        for server in self.resources["servers"].values():
+            if server["status"] == "initializing":  # its create action ended while we were down
+                server["status"] = "running"
+        for record in self.resources["floating_ips"].values():
+            if record["type"] == "ipv4":
+                self.floating_ipv4.hold(record["ip"])
+        for record in self.resources["primary_ips"].values():
+            if record["type"] == "ipv4":
+                self.ipv4.hold(record["ip"])
+        self.actions = {}
+        for raw in snapshot["actions"]:
+            started = datetime.fromisoformat(raw["started"]).timestamp()
+            action = Action(raw["id"], raw["command"], raw["resources"], started, 0.0, bool(raw["fail"]))
+            action.finished = started
+            self.actions[action.id] = action
+
     def counts(self) -> dict[str, int]:
         """How many of each resource the project holds (an empty project: all zero)."""
         return {name: len(items) for name, items in self.resources.items()}
@@ -282,7 +324,10 @@ class Twin:
     def refresh(self) -> None:
         now = self.clock()
         for action in list(self.actions.values()):
+            running = action.finished is None
             action.refresh(now)
+            if running and action.finished is not None:
+                self.changed = True
 
     # -- the request entry point -------------------------------------------------------------
     def handle(self, method: str, path: str, query: str, body: bytes, auth: str | None) -> Answer:
@@ -293,6 +338,8 @@ class Twin:
         else:
             answer = self._api(method, path, parse_qs(query, keep_blank_values=True), body, auth)
         self.requests.append((method, path, answer.status))
+        if method in ("POST", "PUT", "DELETE") and 200 <= answer.status < 300:
+            self.changed = True
         answer.headers.update(self._rate_headers(limited=answer.status == 429))
         return answer
 

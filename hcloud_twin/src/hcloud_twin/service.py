@@ -8,10 +8,13 @@ network namespace of their own and need the twin on a veth address there.
 from __future__ import annotations
 
 import asyncio
+import json
+import os
 import re
 import socket
 import threading
 import uuid
+from pathlib import Path
 from typing import Any
 
 from aiohttp import web
@@ -28,12 +31,17 @@ class HcloudTwin:
         host: str = "127.0.0.1",
         port: int = 0,
         private_namespace: bool = False,
+        state_file: Path | None = None,
         **twin_options: Any,
     ) -> None:
         if host not in LOOPBACK and not private_namespace:
             raise ValueError(f"the twin listens on loopback only, not {host!r}")
         self.state = Twin(token, **twin_options)
         self.lock = threading.Lock()
+        # Optional persistence: loaded now, rewritten (atomically) after every change.
+        self.state_file = state_file
+        if state_file is not None and state_file.exists():
+            self.state.restore(json.loads(state_file.read_text()))
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
         self.sock = socket.socket(family, socket.SOCK_STREAM)
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -64,6 +72,11 @@ class HcloudTwin:
         await web.SockSite(self.runner, self.sock).start()
 
     def stop(self) -> None:
+        with self.lock:
+            if self.state_file is not None:
+                self.state.refresh()
+                if self.state.changed:
+                    self._save()
         if self.thread is None:
             self.sock.close()
             return
@@ -87,6 +100,8 @@ class HcloudTwin:
             answer = self.state.handle(
                 request.method, request.path, request.query_string, body, request.headers.get("Authorization")
             )
+            if self.state_file is not None and self.state.changed:
+                self._save()
         if answer.status == 0:  # an injected connection drop: close without an answer
             if request.transport is not None:
                 request.transport.abort()
@@ -95,6 +110,14 @@ class HcloudTwin:
         if answer.status == 204:
             return web.Response(status=204, headers=headers)
         return web.json_response(answer.body, status=answer.status, headers=headers)
+
+    def _save(self) -> None:
+        """Write the state file (called with the lock held); a crash never leaves half a file."""
+        assert self.state_file is not None
+        tmp = self.state_file.with_name(self.state_file.name + ".tmp")
+        tmp.write_text(json.dumps(self.state.snapshot()))
+        os.replace(tmp, self.state_file)
+        self.state.changed = False
 
     # -- conveniences for tests and tools (thread-safe) ----------------------------------------
     def add_server(self, server_id: int, name: str) -> None:
