@@ -353,3 +353,30 @@ def test_cli_serves_and_rejects_bad_arguments(tmp_path: Path) -> None:
         assert [s["name"] for s in servers["servers"]] == ["gw-a"]
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=30) == 0
+
+
+def test_listeners_see_each_action_succeed_with_the_state_already_updated(twin: HcloudTwin, api: Api) -> None:
+    """The seam a host backend uses: one call per successful action, after its effect."""
+    seen: list[tuple[str, object]] = []
+
+    def listener(action: dict[str, object]) -> None:
+        command = str(action["command"])
+        server_id = next(r["id"] for r in action["resources"] if r["type"] == "server")  # type: ignore[attr-defined]
+        server = twin.state.resources["servers"].get(server_id)
+        seen.append((command, server["status"] if server else None))
+
+    twin.state.listeners.append(listener)
+    twin.set_action_seconds(0)
+    rule = {"direction": "in", "protocol": "tcp", "port": "22", "source_ips": ["0.0.0.0/0"]}
+    firewall = api.call("POST", "/firewalls", {"name": "fw", "rules": [rule]}).json()["firewall"]
+    server = api.call("POST", "/servers", {"name": "s", "server_type": "cx23", "image": "debian-12"}).json()["server"]
+    api.call(
+        "POST",
+        f"/firewalls/{firewall['id']}/actions/apply_to_resources",
+        {"apply_to": [{"type": "server", "server": {"id": server["id"]}}]},
+    )
+    api.call("POST", f"/servers/{server['id']}/actions/poweroff")
+    twin.fail_next_actions(1)
+    api.call("POST", f"/servers/{server['id']}/actions/poweron")  # fails: no event
+    api.call("DELETE", f"/servers/{server['id']}")
+    assert seen == [("create_server", "running"), ("apply_firewall", "running"), ("stop_server", "off"), ("delete_server", None)]

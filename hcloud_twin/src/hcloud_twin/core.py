@@ -233,7 +233,11 @@ class Twin:
         self.ipv6_net = ipaddress.ip_network(public_ipv6_pool)
         self.ipv6_next = 1
         self.next_ids: dict[str, int] = {"actions": 1000}
-        self.listeners: list[Callable[[str, str, JSON], None]] = []
+        # Called with each action's JSON when it succeeds, with the lock held and the state already
+        # showing the result: the seam for a backend that makes the change physical (a host
+        # backend would start a container on create_server, move an address on
+        # assign_floating_ip); it must queue slow work, not do it in the call.
+        self.listeners: list[Callable[[JSON], None]] = []
         self.changed = False  # set by every change; whoever persists the state clears it
 
     # -- seeding and inspection (tests, the CLI) ----------------------------------------------
@@ -324,10 +328,18 @@ class Twin:
     def refresh(self) -> None:
         now = self.clock()
         for action in list(self.actions.values()):
-            running = action.finished is None
-            action.refresh(now)
-            if running and action.finished is not None:
-                self.changed = True
+            self._refresh_action(action, now)
+
+    def _refresh_action(self, action: Action, now: float) -> None:
+        if action.finished is not None:
+            return
+        action.refresh(now)
+        if action.finished is not None:
+            self.changed = True
+            if action.status == "success":
+                event = action.to_json(now)
+                for listener in self.listeners:
+                    listener(event)
 
     # -- the request entry point -------------------------------------------------------------
     def handle(self, method: str, path: str, query: str, body: bytes, auth: str | None) -> Answer:
@@ -553,19 +565,14 @@ class Twin:
             finish=finish,
         )
         self.actions[action_id] = action
-        action.refresh(self.clock())  # a zero-second action finishes at once
+        self._refresh_action(action, self.clock())  # a zero-second action finishes at once
         return action
 
     def _action_answer(self, action: Action, status: int = 201) -> tuple[int, JSON]:
         return status, {"action": action.to_json(self.clock())}
 
-    def _notify(self, event: str, kind: str, record: JSON) -> None:
-        for listener in self.listeners:
-            listener(event, kind, record)
-
     # -- generic update / delete --------------------------------------------------------------
     def _update(self, coll: str, record: JSON, request: JSON) -> JSON:
-        singular = COLLECTIONS[coll]
         if "name" in request and request["name"] not in (None, ""):
             self._check_name(coll, request["name"], record["id"])
             record["name"] = request["name"]
@@ -576,7 +583,6 @@ class Twin:
             record["description"] = request["description"]
         if coll == "primary_ips" and request.get("auto_delete") is not None:
             record["auto_delete"] = bool(request["auto_delete"])
-        self._notify("update", singular, record)
         return self.render(coll, record)
 
     def _delete(self, coll: str, record: JSON) -> tuple[int, JSON]:
@@ -602,7 +608,6 @@ class Twin:
         if coll == "primary_ips" and record["type"] == "ipv4":
             self.ipv4.release(record["ip"])
         del self.resources[coll][rid]
-        self._notify("delete", singular, record)
         return 204, {}
 
     def _servers_where(self, predicate: Callable[[JSON], bool]) -> list[JSON]:
@@ -843,7 +848,7 @@ class Twin:
         resources = [("firewall", firewall["id"])]
         if target["type"] == "server":
             resources.append(("server", target["server"]["id"]))
-        return self.start_action("apply_firewall", resources, finish=lambda: self._notify("update", "firewall", firewall))
+        return self.start_action("apply_firewall", resources)
 
     def _act_firewall_set_rules(self, firewall: JSON, request: JSON) -> tuple[int, JSON]:
         if not isinstance(request.get("rules"), list):
@@ -852,7 +857,6 @@ class Twin:
 
         def apply() -> None:
             firewall["rules"] = rules
-            self._notify("update", "firewall", firewall)
 
         action = self.start_action("set_firewall_rules", [("firewall", firewall["id"])], apply)
         return 201, {"actions": [action.to_json(self.clock())]}
@@ -870,9 +874,7 @@ class Twin:
             resources = [("firewall", firewall["id"])]
             if target["type"] == "server":
                 resources.append(("server", target["server"]["id"]))
-            actions.append(
-                self.start_action("remove_firewall", resources, finish=lambda: self._notify("update", "firewall", firewall))
-            )
+            actions.append(self.start_action("remove_firewall", resources))
         now = self.clock()
         return 201, {"actions": [a.to_json(now) for a in actions]}
 
@@ -919,7 +921,6 @@ class Twin:
     def _assign(self, fip: JSON, server_id: int | None) -> Action:
         def apply() -> None:
             fip["server"] = server_id
-            self._notify("update", "floating_ip", fip)
 
         if server_id is None:
             return self.start_action("unassign_floating_ip", [("floating_ip", fip["id"])], apply)
@@ -1180,7 +1181,6 @@ class Twin:
 
         def created() -> None:
             server["status"] = "running" if start else "off"
-            self._notify("create", "server", server)
 
         action = self.start_action("create_server", [("server", sid)], finish=created)
         now = self.clock()
@@ -1240,7 +1240,6 @@ class Twin:
                         del self.resources["primary_ips"][primary["id"]]
                         if primary["type"] == "ipv4":
                             self.ipv4.release(primary["ip"])
-            self._notify("delete", "server", server)
 
         server["status"] = "deleting"
         return self._action_answer(self.start_action("delete_server", [("server", sid)], finish=gone), status=200)
@@ -1248,7 +1247,6 @@ class Twin:
     def _power(self, server: JSON, command: str, status: str) -> tuple[int, JSON]:
         def apply() -> None:
             server["status"] = status
-            self._notify("power", "server", server)
 
         return self._action_answer(self.start_action(command, [("server", server["id"])], finish=apply))
 
