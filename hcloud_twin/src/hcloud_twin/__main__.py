@@ -33,6 +33,17 @@ def main(argv: list[str] | None = None) -> int:
         type=Path,
         help="keep the project's state in this JSON file: loaded at start, rewritten after every change",
     )
+    parser.add_argument(
+        "--docker-hosts",
+        metavar="LAB",
+        help="make every server a lab container (lab name LAB; see hcloud_twin/README.md); needs --public-subnet",
+    )
+    parser.add_argument(
+        "--public-subnet",
+        metavar="CIDR",
+        help="with --docker-hosts: the /24 of the docker network standing for the internet (servers get its"
+        " lower half, floating IPs its top quarter)",
+    )
     parser.add_argument("--action-seconds", type=float, default=0.2, help="how long every action runs")
     parser.add_argument(
         "--private-namespace-address",
@@ -48,6 +59,16 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"--token-file: {args.token_file} is empty; write the token the clients will send")
     if args.action_seconds < 0:
         parser.error("--action-seconds must be >= 0")
+    pools: dict[str, str] = {}
+    if args.docker_hosts:
+        if not args.public_subnet:
+            parser.error("--docker-hosts needs --public-subnet, a /24 such as 172.30.71.0/24")
+        from .hosts import address_pools
+
+        try:
+            pools = address_pools(args.public_subnet)
+        except ValueError as exc:
+            parser.error(f"--public-subnet: {exc}")
 
     host = args.private_namespace_address or "127.0.0.1"
     try:
@@ -57,6 +78,7 @@ def main(argv: list[str] | None = None) -> int:
             port=args.port,
             private_namespace=bool(args.private_namespace_address),
             state_file=args.state_file,
+            **pools,
         )
     except (ValueError, KeyError, TypeError) as exc:
         parser.error(f"--state-file: {args.state_file} is not a state file of this twin ({exc}); move it away to start empty")
@@ -76,9 +98,22 @@ def main(argv: list[str] | None = None) -> int:
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
+    hosts = None
     with twin:
+        if args.docker_hosts:
+            from .hosts import DockerHosts, HostError
+
+            hosts = DockerHosts(Path(__file__).resolve().parents[3], args.docker_hosts, args.public_subnet)
+            try:
+                hosts.attach(twin)
+            except (HostError, OSError) as exc:
+                hosts.close()
+                print(f"error: --docker-hosts: {exc}", file=sys.stderr)
+                return 1
         print(json.dumps({"endpoint": twin.endpoint}), flush=True)
         stop.wait()
+        if hosts is not None:
+            hosts.close()
     return 0
 
 
