@@ -9,6 +9,8 @@ usage() { echo "Usage: ${0##*/}   (run by ./scripts/test.sh --component hcloud_t
 [[ "${1:-}" == "-h" || "${1:-}" == "--help" ]] && { usage; exit 0; }
 
 require_cmd ssh-keygen "install openssh-client"
+# nft and unshare: the host backend's rulesets are checked by nft itself, in a namespace of their own.
+ensure_apt nftables util-linux
 basetemp="$(mktemp -d)"
 trap 'rm -rf "$basetemp"' EXIT
 cd "$REPO_ROOT/hcloud_twin"
