@@ -60,23 +60,30 @@ def main(argv: list[str] | None = None) -> int:
     if args.action_seconds < 0:
         parser.error("--action-seconds must be >= 0")
     pools: dict[str, str] = {}
+    host = args.private_namespace_address or "127.0.0.1"
+    hosts = None
     if args.docker_hosts:
         if not args.public_subnet:
             parser.error("--docker-hosts needs --public-subnet, a /24 such as 172.30.71.0/24")
-        from .hosts import address_pools
+        from .hosts import DockerHosts, HostError, address_pools
 
         try:
             pools = address_pools(args.public_subnet)
         except ValueError as exc:
             parser.error(f"--public-subnet: {exc}")
-
-    host = args.private_namespace_address or "127.0.0.1"
+        hosts = DockerHosts(Path(__file__).resolve().parents[3], args.docker_hosts, args.public_subnet)
+        try:
+            host = hosts.prepare()  # the API listens where the hosts reach it: the docker host's address
+        except (HostError, OSError) as exc:
+            hosts.close()
+            print(f"error: --docker-hosts: {exc}", file=sys.stderr)
+            return 1
     try:
         twin = HcloudTwin(
             token,
             host=host,
             port=args.port,
-            private_namespace=bool(args.private_namespace_address),
+            own_network=host != "127.0.0.1",
             state_file=args.state_file,
             **pools,
         )
@@ -98,22 +105,15 @@ def main(argv: list[str] | None = None) -> int:
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
-    hosts = None
-    with twin:
-        if args.docker_hosts:
-            from .hosts import DockerHosts, HostError
-
-            hosts = DockerHosts(Path(__file__).resolve().parents[3], args.docker_hosts, args.public_subnet)
-            try:
+    try:
+        with twin:
+            if hosts is not None:
                 hosts.attach(twin)
-            except (HostError, OSError) as exc:
-                hosts.close()
-                print(f"error: --docker-hosts: {exc}", file=sys.stderr)
-                return 1
-        print(json.dumps({"endpoint": twin.endpoint}), flush=True)
-        stop.wait()
+            print(json.dumps({"endpoint": twin.endpoint}), flush=True)
+            stop.wait()
+    finally:
         if hosts is not None:
-            hosts.close()
+            hosts.close()  # its containers and networks go with the twin
     return 0
 
 

@@ -68,13 +68,18 @@ class DockerHosts:
         self.run_args: list[str] = []
 
     # -- lifecycle -----------------------------------------------------------------------------
-    def attach(self, twin: HcloudTwin) -> None:
-        """Prepare the image and the public network, then follow the twin's actions."""
+    def prepare(self) -> str:
+        """Build (or find) the host image, create the public network; returns the docker host's
+        address on it, where the hosts reach the API."""
         lab_sh = str(self.repo_root / "scripts/lab.sh")
         lab_image = self._run([lab_sh, "image", "--lab", self.lab], timeout=1800).strip().splitlines()[-1]
         self.run_args = self._run([lab_sh, "run-args", "--lab", self.lab]).splitlines()
         self.image = self._host_image(lab_image)
         self._ensure_network(self.public_net, str(self.public_subnet))
+        return str(next(self.public_subnet.hosts()))
+
+    def attach(self, twin: HcloudTwin) -> None:
+        """Follow the twin's actions (after prepare())."""
         self.twin = twin
         twin.state.listeners.append(self.on_action)
         self.thread = threading.Thread(target=self._work, name="hcloud-twin-hosts", daemon=True)

@@ -1,8 +1,9 @@
 """The twin over HTTP: an aiohttp server on its own event loop thread, around one core.Twin.
 
 ``with HcloudTwin(token) as twin: twin.endpoint`` -> ``http://127.0.0.1:PORT/v1``. It listens on
-loopback only; the one exception (``private_namespace=True``) is for callers that created a
-network namespace of their own and need the twin on a veth address there.
+loopback only; the one exception (``own_network=True``) is for callers that created the network
+the address is on: a network namespace with a veth (keepalived's two-node test), or the host
+backend's public docker network, whose hosts call the API.
 """
 
 from __future__ import annotations
@@ -30,11 +31,11 @@ class HcloudTwin:
         token: str,
         host: str = "127.0.0.1",
         port: int = 0,
-        private_namespace: bool = False,
+        own_network: bool = False,
         state_file: Path | None = None,
         **twin_options: Any,
     ) -> None:
-        if host not in LOOPBACK and not private_namespace:
+        if host not in LOOPBACK and not own_network:
             raise ValueError(f"the twin listens on loopback only, not {host!r}")
         self.state = Twin(token, **twin_options)
         self.lock = threading.Lock()

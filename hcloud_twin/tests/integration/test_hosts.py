@@ -35,13 +35,15 @@ DOCKER_HOST = "172.30.71.1"  # the docker host's address on the public network: 
 @pytest.fixture()
 def cloud(tmp_path: Path) -> Iterator[tuple[HcloudTwin, DockerHosts, Client]]:
     token = os.urandom(32).hex()
-    with HcloudTwin(token, action_seconds=0.2, **address_pools(PUBLIC)) as twin:
-        hosts = DockerHosts(REPO, LAB, PUBLIC)
-        try:
+    hosts = DockerHosts(REPO, LAB, PUBLIC)
+    try:
+        gateway = hosts.prepare()
+        assert gateway == DOCKER_HOST
+        with HcloudTwin(token, host=gateway, own_network=True, action_seconds=0.2, **address_pools(PUBLIC)) as twin:
             hosts.attach(twin)
             yield twin, hosts, Client(token=token, api_endpoint=twin.endpoint, poll_interval=0.1)
-        finally:
-            hosts.close()
+    finally:
+        hosts.close()
 
 
 SSH_OPTIONS = ["-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null"]
@@ -66,7 +68,7 @@ def until(what: str, check: object, timeout: float = 90) -> None:
 
 
 def test_servers_are_hosts(cloud: tuple[HcloudTwin, DockerHosts, Client], tmp_path: Path) -> None:
-    _, hosts, client = cloud
+    twin, hosts, client = cloud
     key = tmp_path / "id_ed25519"
     subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "ops", "-f", str(key)], check=True)
     ssh_key = client.ssh_keys.create(name="ops", public_key=key.with_suffix(".pub").read_text())
@@ -101,6 +103,9 @@ def test_servers_are_hosts(cloud: tuple[HcloudTwin, DockerHosts, Client], tmp_pa
     addresses = ssh(key, a.public_net.ipv4.ip, "ip -4 -o addr show").stdout
     assert a.public_net.ipv4.ip in addresses and a.private_net[0].ip in addresses
     assert ssh(key, a.public_net.ipv4.ip, f"ping -c1 -W2 {b.private_net[0].ip}").returncode == 0  # private: unfiltered
+    # The hosts reach the API where it listens (keepalived's hook will call it from there).
+    api = ssh(key, a.public_net.ipv4.ip, f"curl -sf -H 'Authorization: Bearer {twin.state.token}' {twin.endpoint}/servers/{a.id}")
+    assert api.returncode == 0 and f'"name": "{a.name}"' in api.stdout, api.stderr
 
     # A firewall that does not admit where we stand locks us out; the right CIDR lets us back in.
     for action in client.firewalls.set_rules(
@@ -128,3 +133,29 @@ def test_servers_are_hosts(cloud: tuple[HcloudTwin, DockerHosts, Client], tmp_pa
     hosts.wait_idle(120)
     names = subprocess.run(["docker", "ps", "-a", "--format", "{{.Names}}"], capture_output=True, text=True, check=True).stdout
     assert f"ngd-{LAB}-ngd-test-gw-a" not in names and f"ngd-{LAB}-ngd-test-gw-b" not in names
+
+
+def test_the_cli_serves_on_the_public_network_and_cleans_up(tmp_path: Path) -> None:
+    import json
+    import signal
+    import sys
+
+    (tmp_path / "token").write_text("tok\n")
+    command = [sys.executable, "-m", "hcloud_twin", "--token-file", str(tmp_path / "token"), "--docker-hosts", LAB]
+    with subprocess.Popen(
+        [*command, "--public-subnet", PUBLIC],
+        env=os.environ | {"PYTHONPATH": str(REPO / "hcloud_twin/src")},
+        stdout=subprocess.PIPE,
+        text=True,
+    ) as proc:
+        assert proc.stdout is not None
+        endpoint = json.loads(proc.stdout.readline())["endpoint"]
+        assert endpoint.startswith(f"http://{DOCKER_HOST}:")
+        networks = subprocess.run(
+            ["docker", "network", "ls", "--format", "{{.Name}}"], capture_output=True, text=True, check=True
+        )
+        assert f"ngd-{LAB}-public" in networks.stdout.split()
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=120) == 0
+    networks = subprocess.run(["docker", "network", "ls", "--format", "{{.Name}}"], capture_output=True, text=True, check=True)
+    assert f"ngd-{LAB}-public" not in networks.stdout.split()
