@@ -33,6 +33,7 @@ Commands:
   shell HOST [CMD...]          a shell (or CMD) on HOST
   ip HOST                      HOST's address on the lab network
   image                        build the host image if needed and print its name
+  run-args                     print the docker run arguments every host container gets, one a line
   secret NAME                  a throw-away random secret of this lab (stable until 'down')
 
 Options:
@@ -430,6 +431,7 @@ case "$COMMAND" in
   shell) ensure_docker; cmd_shell ;;
   ip) ensure_docker >&2; cmd_ip ;;
   image) ensure_docker >&2; lab_image_ensure >&2; lab_image_ref ;;
+  run-args) printf '%s\n' "${LAB_RUN_ARGS[@]}" ;;
   secret) [[ -n "${ARGS[0]:-}" ]] || die "secret needs a NAME"; lab_secret "${ARGS[0]}" ;;
   *) usage >&2; die "unknown command '$COMMAND'" ;;
 esac

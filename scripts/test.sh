@@ -9,7 +9,7 @@ source "$REPO_ROOT/scripts/lib/toolenv.sh"
 
 STAGES=(lint unit config integration)
 # Order matters only for speed and readability: cheap, independent components first.
-COMPONENTS=(gateway firmware terraform prometheus grafana nginx keepalived ansible scripts molecule docs)
+COMPONENTS=(gateway firmware hcloud_twin terraform prometheus grafana nginx keepalived ansible scripts molecule docs)
 # Background lanes start as soon as the tool environment is ready, beside the foreground hooks;
 # each runs its hooks one after the other. The critical lane (the deploy hook, then the failover
 # drills on the lab it leaves: the longest chain) runs at normal priority. The foreground hooks and

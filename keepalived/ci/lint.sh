@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # keepalived lint stage: ruff (lint + format check) and mypy --strict over notify.py, the provider
-# hooks (ngd_vip/) and the Hetzner Cloud API stub (hcloud_stub/); ruff over the tests; shellcheck
+# hooks (ngd_vip/); ruff over the tests; shellcheck
 # over these hooks.
 set -euo pipefail
 # shellcheck source=/dev/null  # common.sh lives at the repository root, checked on its own
@@ -18,7 +18,7 @@ log "ruff check"
 ruff check --config "$KA/pyproject.toml" "$KA" || die "ruff check found problems"
 log "ruff format --check"
 ruff format --check --config "$KA/pyproject.toml" "$KA" || die "files need 'ruff format' (run it in keepalived/)"
-log "mypy --strict (notify.py, ngd_vip, hcloud_stub)"
+log "mypy --strict (notify.py, ngd_vip)"
 (cd "$KA" && mypy) || die "mypy --strict found problems"
 log "shellcheck keepalived/ci/*.sh"
 shellcheck -x "$KA"/ci/*.sh || die "shellcheck found problems"

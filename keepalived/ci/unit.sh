@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # keepalived unit stage: pytest over keepalived/tests (notify metrics, the hcloud hook against the
-# local Hetzner Cloud API stub, the real keepalived binary in a private network namespace).
+# Hetzner Cloud API twin (hcloud_twin/), the real keepalived binary in a private network namespace).
 # Runs twice: on the tool venv (hcloud-python 2.x from PyPI) and on Debian's python3 with
 # python3-hcloud 1.18, the library production hosts use.
 set -euo pipefail
@@ -12,8 +12,9 @@ usage() { echo "Usage: ${0##*/}   (run by ./scripts/test.sh --component keepaliv
 
 KA="$REPO_ROOT/keepalived"
 # keepalived for `keepalived -t` and the daemon tests; iproute2 + util-linux (unshare) for the
-# private network namespace; python3-hcloud is what production's /usr/bin/python3 imports.
-ensure_apt keepalived iproute2 util-linux python3-hcloud python3-venv
+# private network namespace; python3-hcloud is what production's /usr/bin/python3 imports;
+# python3-aiohttp serves the API twin in-process when the hook tests run on Debian's python3.
+ensure_apt keepalived iproute2 util-linux python3-hcloud python3-aiohttp python3-venv
 require_cmd keepalived
 require_cmd unshare
 
@@ -29,7 +30,7 @@ if [[ ! -f "$deb_venv/.complete" ]]; then
   "$deb_venv/bin/pip" install -q 'pytest>=9,<10' || die "pip install pytest failed"
   touch "$deb_venv/.complete"
 fi
-log "pytest hcloud hook + stub (Debian python3-hcloud $(dpkg-query -W -f='${Version}' python3-hcloud))"
-(cd "$KA" && "$deb_venv/bin/python" -m pytest tests/test_hcloud_hook.py tests/test_hcloud_stub.py) \
+log "pytest hcloud hook against the twin (Debian python3-hcloud $(dpkg-query -W -f='${Version}' python3-hcloud))"
+(cd "$KA" && "$deb_venv/bin/python" -m pytest tests/test_hcloud_hook.py) \
   || die "keepalived hcloud tests failed on Debian's python3-hcloud"
 ok "keepalived unit tests passed"

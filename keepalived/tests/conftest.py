@@ -1,4 +1,4 @@
-"""Shared fixtures: the hcloud API stub, a config writer, a recording `ip` command, and a runner
+"""Shared fixtures: the hcloud API twin, a config writer, a recording `ip` command, and a runner
 that calls notify.py's main() the way keepalived calls the script."""
 
 from __future__ import annotations
@@ -17,10 +17,13 @@ from typing import Any
 import pytest
 
 KEEPALIVED_DIR = Path(__file__).resolve().parents[1]
+# The Hetzner Cloud API twin lives in its own component (hcloud_twin/), beside this one.
+TWIN_SRC = KEEPALIVED_DIR.parent / "hcloud_twin" / "src"
 sys.path.insert(0, str(KEEPALIVED_DIR))
+sys.path.insert(0, str(TWIN_SRC))
 
 import notify  # noqa: E402
-from hcloud_stub import HcloudStub  # noqa: E402
+from hcloud_twin import HcloudTwin  # noqa: E402
 from ngd_vip.metrics import parse  # noqa: E402
 
 VIP = "198.51.100.7"
@@ -34,8 +37,8 @@ def token() -> str:
 
 
 @pytest.fixture()
-def stub(token: str) -> Iterator[HcloudStub]:
-    with HcloudStub(token) as server:
+def twin(token: str) -> Iterator[HcloudTwin]:
+    with HcloudTwin(token) as server:
         server.add_server(GW_A, "gw-a")
         server.add_server(GW_B, "gw-b")
         server.add_floating_ip(FIP_ID, VIP, GW_B)  # the peer holds the IP at start

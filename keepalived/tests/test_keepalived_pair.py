@@ -1,10 +1,10 @@
 """Two real keepalived nodes (unicast VRRPv3, advert 0.25 s) in two private network namespaces
 joined by a veth pair, each calling notify.py. The MASTER's keepalived is SIGKILLed (as a crashed
 host would stop advertising) and the test measures when the backup takes over: the VIP on its
-interface (provider none), its metrics file, and the floating IP in the stub (provider hcloud).
+interface (provider none), its metrics file, and the floating IP in the twin (provider hcloud).
 
 Node A lives in the namespace `unshare -n` gives the test; node B in a nested one, reached with
-nsenter. The hcloud stub listens on A's veth address inside that private namespace, the only
+nsenter. The hcloud twin listens on A's veth address inside that private namespace, the only
 place both nodes can reach (no host interface is involved)."""
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import FIP_ID, KEEPALIVED_DIR
+from conftest import FIP_ID, TWIN_SRC
 from ngd_vip.metrics import parse
 from test_keepalived_real import KEEPALIVED, install, results
 
@@ -26,7 +26,7 @@ pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="unshare -n and keepal
 A_IP, B_IP, VIP_L2 = "10.253.53.11", "10.253.53.12", "10.253.53.100"
 FIP = "198.51.100.7"
 SERVER_A, SERVER_B = 42, 41
-STUB_PORT = 18080  # free by construction: the namespace is new
+TWIN_PORT = 18080  # free by construction: the namespace is new
 
 
 def node_conf(
@@ -63,7 +63,7 @@ def node_toml(tmp: Path, name: str, *, provider: str, server_id: int, token_file
         text += (
             f'manage_interface = false\n[hcloud]\ntoken_file = "{token_file}"\n'
             f"floating_ip_id = {FIP_ID}\nserver_id = {server_id}\n"
-            f'endpoint = "http://{A_IP}:{STUB_PORT}/v1"\n'
+            f'endpoint = "http://{A_IP}:{TWIN_PORT}/v1"\n'
         )
     (tmp / f"{name}.toml").write_text(text)
 
@@ -85,24 +85,24 @@ def run_pair(tmp: Path, provider: str, token: str) -> tuple[dict[str, str], subp
     node_toml(tmp, "a", provider=provider, server_id=SERVER_A, token_file=token_file)
     node_toml(tmp, "b", provider=provider, server_id=SERVER_B, token_file=token_file)
     prom_a, prom_b = tmp / "a-textfile/keepalived_VI_1.prom", tmp / "b-textfile/keepalived_VI_1.prom"
-    has_stub = int(provider == "hcloud")
-    stub = ""
-    if has_stub:
-        stub = f"""
-(cd {KEEPALIVED_DIR} && exec timeout 120 {sys.executable} -m hcloud_stub --token-file {token_file} --port {STUB_PORT} \\
-  --private-namespace-address {A_IP} --server {SERVER_A}=gw-a --server {SERVER_B}=gw-b \\
-  --floating-ip {FIP_ID}={FIP}@{SERVER_A} --action-seconds 0.3) > {tmp}/stub.out 2>&1 &
-stub=$!
-for _ in $(seq 1 400); do grep -q endpoint {tmp}/stub.out 2>/dev/null && break; sleep 0.05; done
+    has_twin = int(provider == "hcloud")
+    twin = ""
+    if has_twin:
+        twin = f"""
+(exec env PYTHONPATH={TWIN_SRC} timeout 120 {sys.executable} -m hcloud_twin --token-file {token_file} \\
+  --port {TWIN_PORT} --private-namespace-address {A_IP} --server {SERVER_A}=gw-a --server {SERVER_B}=gw-b \\
+  --floating-ip {FIP_ID}={FIP}@{SERVER_A} --action-seconds 0.3) > {tmp}/twin.out 2>&1 &
+twin=$!
+for _ in $(seq 1 400); do grep -q endpoint {tmp}/twin.out 2>/dev/null && break; sleep 0.05; done
 """
     script = f"""
 set -u
 ms() {{ echo $(( ($(date +%s%N) - $1) / 1000000 )); }}
-# The floating IP's server, read from the stub with bash's /dev/tcp (a Python start per poll is too slow).
-# The read has a timeout: a stub starved of CPU must cost one poll, not the script's 120 s budget.
+# The floating IP's server, read from the twin with bash's /dev/tcp (a Python start per poll is too slow).
+# The read has a timeout: a twin starved of CPU must cost one poll, not the script's 120 s budget.
 fip_server() {{
-  exec 3<>/dev/tcp/{A_IP}/{STUB_PORT} || return 0
-  printf 'GET /v1/floating_ips/{FIP_ID} HTTP/1.1\\r\\nHost: stub\\r\\nConnection: close\\r\\n' >&3
+  exec 3<>/dev/tcp/{A_IP}/{TWIN_PORT} || return 0
+  printf 'GET /v1/floating_ips/{FIP_ID} HTTP/1.1\\r\\nHost: twin\\r\\nConnection: close\\r\\n' >&3
   printf 'Authorization: Bearer {token}\\r\\n\\r\\n' >&3
   timeout 2 sed -n 's/.*"server": \\([0-9]*\\).*/\\1/p' <&3
   exec 3<&-
@@ -120,7 +120,7 @@ bns=$!
 sleep 0.2
 ip link set ngd1 netns $bns
 ip addr add {A_IP}/24 dev ngd0; ip link set ngd0 up
-{stub}
+{twin}
 setsid env NGD_VIP_LOG_FILE={tmp}/a-notify.log timeout 60 {KEEPALIVED} -n -l -D -P -f {conf_a} \\
   -p {tmp}/a.pid -r {tmp}/a-vrrp.pid > {tmp}/a.log 2>&1 &
 apid=$!
@@ -135,7 +135,7 @@ t=$(date +%s%N)
 while [ "$(ms $t)" -lt 20000 ]; do
   grep -q 'vrrp_state{{instance="VI_1"}} 2' {prom_a} 2>/dev/null \\
     && grep -q 'vrrp_state{{instance="VI_1"}} 1' {prom_b} 2>/dev/null \\
-    && {{ [ {has_stub} = 0 ] || [ "$(fip_server)" = "{SERVER_A}" ]; }} && break
+    && {{ [ {has_twin} = 0 ] || [ "$(fip_server)" = "{SERVER_A}" ]; }} && break
   sleep 0.05
 done
 cp {prom_a} {tmp}/a-before.prom; cp {prom_b} {tmp}/b-before.prom
@@ -148,23 +148,23 @@ while [ "$(ms $t0)" -lt 20000 ]; do       # at most 20 s
     nsenter -t $bns -n ip -o addr show dev ngd1 | grep -q -e ' {VIP_L2}/' -e ' {FIP}/' && vip_ms=$(ms $t0)
   fi
   if [ $state_ms -lt 0 ]; then grep -q 'vrrp_state{{instance="VI_1"}} 2' {prom_b} && state_ms=$(ms $t0); fi
-  if [ {has_stub} = 1 ] && [ $fip_ms -lt 0 ]; then
+  if [ {has_twin} = 1 ] && [ $fip_ms -lt 0 ]; then
     [ "$(fip_server)" = "{SERVER_B}" ] && fip_ms=$(ms $t0)
   fi
-  [ $vip_ms -ge 0 ] && [ $state_ms -ge 0 ] && {{ [ {has_stub} = 0 ] || [ $fip_ms -ge 0 ]; }} && break
+  [ $vip_ms -ge 0 ] && [ $state_ms -ge 0 ] && {{ [ {has_twin} = 0 ] || [ $fip_ms -ge 0 ]; }} && break
   sleep 0.01
 done
 echo "RESULT vip_ms=$vip_ms"
 echo "RESULT state_ms=$state_ms"
 echo "RESULT fip_ms=$fip_ms"
-# B's notify polls the action after the IP moved: let it finish before the stub goes (at most 15 s)
+# B's notify polls the action after the IP moved: let it finish before the twin goes (at most 15 s)
 t=$(date +%s%N)
-while [ {has_stub} = 1 ] && [ "$(ms $t)" -lt 15000 ]; do
+while [ {has_twin} = 1 ] && [ "$(ms $t)" -lt 15000 ]; do
   grep -q '"VIP routed here"' {tmp}/b-notify.log 2>/dev/null && break
   sleep 0.05
 done
 kill -TERM $bns                           # B's `timeout`, which passes it on to keepalived
-[ {has_stub} = 0 ] || kill $stub
+[ {has_twin} = 0 ] || kill $twin
 wait
 true
 """
@@ -178,8 +178,8 @@ true
 def test_backup_takes_over_when_the_master_dies(tmp_path: Path, token: str, provider: str) -> None:
     got, done = run_pair(tmp_path, provider, token)
     logs = "".join((tmp_path / f).read_text() for f in ("a.log", "b.log") if (tmp_path / f).exists())
-    stub_out = (tmp_path / "stub.out").read_text() if (tmp_path / "stub.out").exists() else ""
-    context = done.stdout + done.stderr + logs + stub_out
+    twin_out = (tmp_path / "twin.out").read_text() if (tmp_path / "twin.out").exists() else ""
+    context = done.stdout + done.stderr + logs + twin_out
     before_a = parse((tmp_path / "a-before.prom").read_text(), "VI_1")
     before_b = parse((tmp_path / "b-before.prom").read_text(), "VI_1")
     assert (before_a.state, before_b.state) == (2, 1), context

@@ -14,7 +14,7 @@ from pathlib import Path
 import hcloud
 import pytest
 
-from conftest import FIP_ID, GW_A, GW_B, KEEPALIVED_DIR
+from conftest import FIP_ID, GW_A, GW_B, KEEPALIVED_DIR, TWIN_SRC
 from ngd_vip.metrics import parse
 
 KEEPALIVED = shutil.which("keepalived") or "/usr/sbin/keepalived"
@@ -157,7 +157,7 @@ def test_running_keepalived_calls_notify(tmp_path: Path) -> None:
 
 
 def test_running_keepalived_moves_the_hcloud_floating_ip(tmp_path: Path, token: str) -> None:
-    """keepalived -> notify.py -> hcloud library -> stub, all inside the namespace. The stub
+    """keepalived -> notify.py -> hcloud library -> twin, all inside the namespace. The twin
     listens on the namespace's own loopback; `ip addr replace` acts on the namespace's ngd0."""
     lib = install(tmp_path)
     token_file = tmp_path / "token"
@@ -187,15 +187,15 @@ deadline_seconds = 15
         python = os.path.realpath(sys.executable)
         env = f"PYTHONPATH={Path(hcloud.__file__).resolve().parents[1]}"
     conf = render_conf(tmp_path, f"{python} {lib}/notify.py --config {tmp_path}/vip.toml")
-    stub_cmd = (
-        f"cd {KEEPALIVED_DIR} && exec timeout 120 {sys.executable} -m hcloud_stub --token-file {token_file}"
+    twin_cmd = (
+        f"exec env PYTHONPATH={TWIN_SRC} timeout 120 {sys.executable} -m hcloud_twin --token-file {token_file}"
         f" --port {port} --server {GW_A}=gw-a --server {GW_B}=gw-b"
         f" --floating-ip {FIP_ID}=198.51.100.7@{GW_B} --action-seconds 0.3"
     )
     before = f"""
-({stub_cmd}) > {tmp_path}/stub.out 2>&1 &
-stub=$!                                   # the stub (exec; timeout bounds it if we never get to kill it)
-for _ in $(seq 1 100); do grep -q endpoint {tmp_path}/stub.out 2>/dev/null && break; sleep 0.05; done
+({twin_cmd}) > {tmp_path}/twin.out 2>&1 &
+twin=$!                                   # the twin (exec; timeout bounds it if we never get to kill it)
+for _ in $(seq 1 100); do grep -q endpoint {tmp_path}/twin.out 2>/dev/null && break; sleep 0.05; done
 """
     query = (
         f"import json,urllib.request as u; r=u.Request('http://127.0.0.1:{port}/v1/floating_ips/{FIP_ID}',"
@@ -214,7 +214,7 @@ for _ in $(seq 1 100); do
   sleep 0.05
 done
 """
-    done = run_daemon(tmp_path, conf, before=before, after=after + "\nkill $stub", env=env)
+    done = run_daemon(tmp_path, conf, before=before, after=after + "\nkill $twin", env=env)
     log = (tmp_path / "keepalived.log").read_text()
     assert done.returncode == 0, done.stdout + done.stderr + log
     got = results(done.stdout)
@@ -225,5 +225,5 @@ done
     routed_ts = next(e["ts"] for e in entries if e["msg"] == "VIP routed here")
     print(
         f"\nnotify on {python}: MASTER notify -> floating IP routed here {routed_ts - master_ts:.2f} s"
-        f" (stub action 0.3 s); keepalived start -> assigned {got['assigned_ms']} ms"
+        f" (twin action 0.3 s); keepalived start -> assigned {got['assigned_ms']} ms"
     )

@@ -1,7 +1,7 @@
-"""Measure how long notify.py MASTER takes to move a Hetzner floating IP, against the local stub.
+"""Measure how long notify.py MASTER takes to move a Hetzner floating IP, against the local twin.
 
 Runs notify.py as keepalived does (a new process per notification, production default back-off
-settings) for a few fault scenarios and prints a table plus one JSON line. The stub's action
+settings) for a few fault scenarios and prints a table plus one JSON line. The twin's action
 duration stands in for Hetzner's (unknown here): pass --action-seconds to model it.
 
     python3 keepalived/tools/measure_hcloud_failover.py [--runs 5] [--action-seconds 1.0]
@@ -23,13 +23,14 @@ from pathlib import Path
 
 KEEPALIVED_DIR = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(KEEPALIVED_DIR))
+sys.path.insert(0, str(KEEPALIVED_DIR.parent / "hcloud_twin" / "src"))  # the Hetzner Cloud API twin
 
-from hcloud_stub import HcloudStub  # noqa: E402
+from hcloud_twin import HcloudTwin  # noqa: E402
 
 SCENARIOS: dict[str, list[tuple[str, int, int]]] = {
     "clean": [],
-    "3x429 on assign": [("assign", 429, 3)],
-    "2x503 on assign": [("assign", 503, 2)],
+    "3x429 on assign": [("assign_floating_ip", 429, 3)],
+    "2x503 on assign": [("assign_floating_ip", 503, 2)],
     "1x429 get + 1 dropped poll": [("get_floating_ip", 429, 1), ("get_action", 0, 1)],
 }
 
@@ -39,18 +40,18 @@ def one_run(python: str, faults: list[tuple[str, int, int]], action_seconds: flo
     token_file = work / "token"
     token_file.write_text(token)
     token_file.chmod(0o600)
-    with HcloudStub(token) as stub:
-        stub.add_server(42, "gw-a")
-        stub.add_server(41, "gw-b")
-        stub.add_floating_ip(7, "198.51.100.7", 41)
-        stub.set_action_seconds(action_seconds)
+    with HcloudTwin(token) as twin:
+        twin.add_server(42, "gw-a")
+        twin.add_server(41, "gw-b")
+        twin.add_floating_ip(7, "198.51.100.7", 41)
+        twin.set_action_seconds(action_seconds)
         for endpoint, status, times in faults:
-            stub.inject(endpoint, status, times)
+            twin.inject(endpoint, status, times)
         config = work / "vip.toml"
         config.write_text(
             f'provider = "hcloud"\nmetrics_dir = "{work / "textfile"}"\nmanage_interface = false\n'
             f'[hcloud]\ntoken_file = "{token_file}"\nfloating_ip_id = 7\nserver_id = 42\n'
-            f'endpoint = "{stub.endpoint}"\n'
+            f'endpoint = "{twin.endpoint}"\n'
         )
         env = dict(os.environ, NGD_VIP_SYSLOG="0")
         start = time.monotonic()
@@ -63,7 +64,7 @@ def one_run(python: str, faults: list[tuple[str, int, int]], action_seconds: flo
             check=False,
         )
         seconds = time.monotonic() - start
-        if done.returncode != 0 or stub.assigned_server(7) != 42:
+        if done.returncode != 0 or twin.assigned_server(7) != 42:
             raise SystemExit(f"run failed (rc {done.returncode}): {done.stderr}")
         (work / "textfile" / "keepalived_VI_1.prom").unlink()
         return seconds
@@ -81,7 +82,7 @@ def main() -> int:
             times = [one_run(args.python, faults, args.action_seconds, Path(tmp)) for _ in range(args.runs)]
             results[name] = {"median_s": round(statistics.median(times), 3), "max_s": round(max(times), 3)}
     print(
-        f"notify.py MASTER -> floating IP assigned (stub action {args.action_seconds:g} s, {args.runs} runs,"
+        f"notify.py MASTER -> floating IP assigned (twin action {args.action_seconds:g} s, {args.runs} runs,"
         f" {args.python})"
     )
     print(f"{'scenario':30} {'median s':>9} {'max s':>7}")
