@@ -23,7 +23,7 @@ yamllint --strict -c .yamllint "$REPO_ROOT"/molecule/{firewall,nginx_stream,keep
   || die "yamllint found problems in molecule/ (above)"
 
 log "shellcheck of the roles' and hooks' shell scripts"
-shellcheck -x roles/keepalived/files/keepalived-config-test ci/*.sh "$REPO_ROOT"/molecule/ci/*.sh \
+shellcheck -x roles/keepalived/files/keepalived-config-test ci/*.sh ci/render/*.sh "$REPO_ROOT"/molecule/ci/*.sh \
   || die "shellcheck found problems (above)"
 
 log "ruff and mypy of the node tests (ansible/tests/infra)"
