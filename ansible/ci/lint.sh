@@ -32,6 +32,34 @@ ruff format --check --config tests/ruff.toml tests/infra || die "ansible/tests/i
 (cd tests/infra && mypy --strict --ignore-missing-imports --python-version 3.11 .) \
   || die "mypy found problems in ansible/tests/infra"
 
+log "every role declares its defaults in meta/argument_specs.yml, and nothing else"
+python3 - <<'PY' || die "a role's meta/argument_specs.yml and defaults disagree (above)"
+import sys
+from pathlib import Path
+
+import yaml
+
+bad = 0
+for role in sorted(Path("roles").iterdir()):
+    spec = role / "meta" / "argument_specs.yml"
+    if not spec.is_file():
+        print(f"{role}: no meta/argument_specs.yml: declare the role's inputs there")
+        bad += 1
+        continue
+    declared = set(yaml.safe_load(spec.read_text())["argument_specs"]["main"]["options"])
+    defaults = set()
+    for path in sorted((role / "defaults").rglob("*.yml")):
+        if not path.is_symlink():  # monitoring.yml: prometheus/defaults.yml, shared, not the role's own
+            defaults |= set(yaml.safe_load(path.read_text()) or {})
+    for name in sorted(defaults - declared):
+        print(f"{role}: {name} has a default but no entry in meta/argument_specs.yml")
+        bad += 1
+    for name in sorted(declared - defaults):
+        print(f"{role}: meta/argument_specs.yml declares {name}, which has no default")
+        bad += 1
+sys.exit(1 if bad else 0)
+PY
+
 log "ansible-lint (profile production)"
 export ANSIBLE_CONFIG="$REPO_ROOT/ansible/ansible.cfg" ANSIBLE_ROLES_PATH="$REPO_ROOT/ansible/roles"
 ansible-lint --profile production --strict --offline -q || die "ansible-lint found problems (above)"
