@@ -209,3 +209,35 @@ def test_email_receiver_needs_a_smarthost(tmp_path: Path) -> None:
     result = _render(tmp_path, "-e", "ngd_alert_email_to=oncall@example.test")
     assert result.returncode == 1
     assert "set ngd_alert_email_smarthost (host:port) and ngd_alert_email_from" in result.stderr
+
+
+def test_runbooks_state_the_slo_and_thresholds_the_rules_use() -> None:
+    """docs/runbooks/alerts.md quotes the numbers of prometheus/defaults.yml, their one place."""
+    defaults = yaml.safe_load((PROM_DIR / "defaults.yml").read_text())
+    runbook = " ".join(RUNBOOK.read_text().split())
+    for phrase in (
+        f"SLO ({defaults['ngd_slo_ingest_target'] * 100:g} % of valid frames",
+        f"exceeds {defaults['ngd_alert_ack_latency_p99_s'] * 1000:g} ms",
+        f"warning above {defaults['ngd_alert_spool_full_warning'] * 100:g} %",
+        f"critical above {defaults['ngd_alert_spool_full_critical'] * 100:g} %",
+    ):
+        assert phrase in runbook, f"docs/runbooks/alerts.md should say {phrase!r} (prometheus/defaults.yml)"
+    spool_percentages = set(re.findall(r"spool (?:reaches|passes) (\d+) %", runbook))
+    assert spool_percentages == {f"{defaults['ngd_alert_spool_full_warning'] * 100:g}"}
+
+
+def test_rules_take_the_thresholds_from_the_defaults(lab: Path) -> None:
+    defaults = yaml.safe_load((PROM_DIR / "defaults.yml").read_text())
+    rules = [
+        (rule["alert"] + "/" + rule["labels"]["severity"], rule["expr"])
+        for path in (lab / "rules").glob("alerts-*.yml")
+        for group in yaml.safe_load(path.read_text())["groups"]
+        for rule in group["rules"]
+    ]
+    exprs = dict(rules)
+    assert f"> {defaults['ngd_alert_ack_latency_p99_s']}" in exprs["GatewayAckLatencyHigh/warning"]
+    assert f"> {defaults['ngd_alert_spool_full_warning']}" in exprs["SpoolNearlyFull/warning"]
+    assert f"> {defaults['ngd_alert_spool_full_critical']}" in exprs["SpoolNearlyFull/critical"]
+    budget = f"{1 - defaults['ngd_slo_ingest_target']:g}"
+    burns = [e for k, e in rules if k.startswith("IngestErrorBudgetBurn/")]
+    assert len(burns) == 4 and all(budget in e for e in burns)
