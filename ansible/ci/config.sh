@@ -36,7 +36,7 @@ done
 
 secret=$(python3 -c 'import secrets; print(secrets.token_hex(32))')
 # An IPv6 device network besides the lab's own: the firewall's ip6 rules render and load too.
-device_cidrs='{"ngd_device_cidrs": ["172.30.53.0/24", "fd00:53::/64"]}'
+device_cidrs='{"ngd_device_cidrs": "{{ ngd_lab_device_cidrs + [\"fd00:53::/64\"] }}"}'
 log "rendering and checking every node's configuration (output: $out)"
 # unshare -n: a fresh network namespace; keepalived -t wants the VRRP interface (eth0) to exist.
 # shellcheck disable=SC2016 # $1, $2 and $3 expand in the inner bash
