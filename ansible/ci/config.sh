@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Config stage of ansible/: every playbook passes --syntax-check, and every template the roles
-# apply is rendered with the lab's addresses (ansible/ci/render/inventory.yml) and loaded by its
+# apply is rendered for the lab's hosts (ansible/ci/render/render.sh --play nodes) and loaded by its
 # own tool: nft -c (firewall), nginx -t (nginx stream), keepalived -t (keepalived),
 # nanogridata-gateway check-config (gateway config + secrets). Runs in a private network
 # namespace with an eth0 of its own, so nothing is sent anywhere.
@@ -22,28 +22,32 @@ require_cmd nanogridata-gateway "the tool venv installs the gateway package"
 export ANSIBLE_CONFIG="$REPO_ROOT/ansible/ansible.cfg" ANSIBLE_ROLES_PATH="$REPO_ROOT/ansible/roles"
 cd "$REPO_ROOT"
 
+out=$(mktemp -d)
+trap 'rm -rf "$out"' EXIT
+scripts/lab.sh inventory --lab lab --subnet 172.30.53.0/24 >"$out/hosts.yml"
+
 log "ansible-playbook --syntax-check of every playbook"
 for playbook in ansible/site.yml ansible/deploy.yml ansible/rollback.yml; do
   [[ -f "$playbook" ]] || die "$playbook is missing"
   # (The roll-out plays' groups are made at run time: their "no hosts matched" warnings are noise.)
-  ansible-playbook -i ansible/ci/render/inventory.yml --syntax-check "$playbook" >/dev/null 2>"$NGD_CACHE/syntax.err" \
+  ansible-playbook -i "$out/hosts.yml" --syntax-check "$playbook" >/dev/null 2>"$NGD_CACHE/syntax.err" \
     || { cat "$NGD_CACHE/syntax.err" >&2; die "$playbook fails --syntax-check"; }
 done
 
-out=$(mktemp -d)
-trap 'rm -rf "$out"' EXIT
 secret=$(python3 -c 'import secrets; print(secrets.token_hex(32))')
+# An IPv6 device network besides the lab's own: the firewall's ip6 rules render and load too.
+device_cidrs='{"ngd_device_cidrs": "{{ ngd_lab_device_cidrs + [\"fd00:53::/64\"] }}"}'
 log "rendering and checking every node's configuration (output: $out)"
 # unshare -n: a fresh network namespace; keepalived -t wants the VRRP interface (eth0) to exist.
-# shellcheck disable=SC2016 # $1 and $2 expand in the inner bash
+# shellcheck disable=SC2016 # $1, $2 and $3 expand in the inner bash
 if ! unshare -n bash -c '
     set -euo pipefail
     ip link set lo up
     ip link add eth0 type veth peer name eth0-peer
     ip link set eth0 up
-    ansible-playbook -i ansible/ci/render/inventory.yml ansible/ci/render/render.yml \
-      --tags render -e render_dir="$1" -e render_secret="$2"' _ "$out" "$secret" >"$out/render.log" 2>&1; then
-  grep -E 'fatal|stderr|msg' -A3 "$out/render.log" | head -n 60 >&2 || tail -n 40 "$out/render.log" >&2
+    ansible/ci/render/render.sh --play nodes --out "$1" -e render_secret="$2" -e "$3"' \
+    _ "$out" "$secret" "$device_cidrs" >"$out/render.log" 2>&1; then
+  head -n 60 "$out/render.log" >&2
   die "a rendered config failed its check (above)"
 fi
 

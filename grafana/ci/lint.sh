@@ -8,7 +8,7 @@ fi
 cd "$REPO_ROOT"
 ruff check grafana/tools grafana/tests || die "ruff check failed"
 ruff format --check grafana/tools grafana/tests || die "ruff format: run 'ruff format grafana/tools grafana/tests'"
-MYPYPATH=prometheus/tools mypy --strict grafana/tools grafana/tests || die "mypy --strict failed"
+mypy --strict grafana/tools grafana/tests || die "mypy --strict failed"
 ensure_apt shellcheck
 shellcheck -x grafana/ci/*.sh || die "shellcheck failed"
 ok "grafana lint passed"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import subprocess
 import sys
 from pathlib import Path
 from typing import Any
@@ -14,24 +15,40 @@ import yaml
 GRAFANA_DIR = Path(__file__).resolve().parent.parent
 REPO_ROOT = GRAFANA_DIR.parent
 sys.path.insert(0, str(GRAFANA_DIR / "tools"))
-sys.path.insert(0, str(REPO_ROOT / "prometheus" / "tools"))
 
 import check_queries  # noqa: E402
 import generate  # noqa: E402
-import render  # noqa: E402 - prometheus/tools/render.py: inventory loading without Ansible
 
-LAB = REPO_ROOT / "prometheus" / "tests" / "fixtures" / "lab-inventory.yml"
+RENDER = REPO_ROOT / "ansible" / "ci" / "render" / "render.sh"
 DASHBOARDS = {
     path.stem: json.loads(path.read_text()) for path in sorted((GRAFANA_DIR / "dashboards").glob("*.json"))
 }
 
 
-def _provisioned_datasources(tmp_path: Path) -> list[dict[str, Any]]:
-    render.render_all(render.load_inventory(LAB, {}), tmp_path)
-    datasources: list[dict[str, Any]] = yaml.safe_load((tmp_path / "grafana-datasources.yml").read_text())[
+@pytest.fixture(scope="module")
+def rendered(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The lab's monitoring files as the roles render them (Ansible: ansible/ci/render/render.sh)."""
+    out = tmp_path_factory.mktemp("rendered")
+    # Generous: ansible-playbook starts slowly on a CI machine shared with the labs.
+    result = subprocess.run(
+        [str(RENDER), "--out", str(out)], capture_output=True, text=True, timeout=600, check=False
+    )
+    assert result.returncode == 0, result.stderr
+    return out
+
+
+def _provisioned_datasources(rendered: Path) -> list[dict[str, Any]]:
+    datasources: list[dict[str, Any]] = yaml.safe_load((rendered / "grafana-datasources.yml").read_text())[
         "datasources"
     ]
     return datasources
+
+
+def _ip(rendered: Path, group: str) -> str:
+    """The address of GROUP's first host in the inventory render.sh used (from scripts/lab/hosts.tsv)."""
+    hosts = yaml.safe_load((rendered / "inventory.yml").read_text())["all"]["children"][group]["hosts"]
+    address: str = next(iter(hosts.values()))["ngd_private_ip"]
+    return address
 
 
 def _panels(dashboard: dict[str, Any]) -> list[dict[str, Any]]:
@@ -58,18 +75,17 @@ def test_dashboard_uids_and_titles_are_unique() -> None:
     assert all(re.fullmatch(r"[a-z0-9-]{1,40}", uid) for uid in uids)
 
 
-def test_provisioned_datasources_point_at_the_lab_hosts_with_fixed_uids(tmp_path: Path) -> None:
-    by_uid = {d["uid"]: d for d in _provisioned_datasources(tmp_path)}
+def test_provisioned_datasources_point_at_the_lab_hosts_with_fixed_uids(rendered: Path) -> None:
+    by_uid = {d["uid"]: d for d in _provisioned_datasources(rendered)}
     ports = yaml.safe_load((REPO_ROOT / "ansible" / "group_vars" / "all" / "ports.yml").read_text())
-    assert by_uid[generate.PROMETHEUS_UID]["url"] == f"http://172.30.53.20:{ports['ngd_prometheus_port']}"
-    assert (
-        by_uid[generate.VICTORIAMETRICS_UID]["url"]
-        == f"http://172.30.53.30:{ports['ngd_victoriametrics_port']}"
-    )
+    prometheus = f"http://{_ip(rendered, 'monitoring')}:{ports['ngd_prometheus_port']}"
+    assert by_uid[generate.PROMETHEUS_UID]["url"] == prometheus
+    victoriametrics = f"http://{_ip(rendered, 'collectors')}:{ports['ngd_victoriametrics_port']}"
+    assert by_uid[generate.VICTORIAMETRICS_UID]["url"] == victoriametrics
 
 
-def test_every_panel_and_target_uses_a_provisioned_datasource(tmp_path: Path) -> None:
-    uids = {d["uid"] for d in _provisioned_datasources(tmp_path)}
+def test_every_panel_and_target_uses_a_provisioned_datasource(rendered: Path) -> None:
+    uids = {d["uid"] for d in _provisioned_datasources(rendered)}
     for name, dashboard in DASHBOARDS.items():
         for variable in dashboard.get("templating", {}).get("list", []):
             assert variable["datasource"]["uid"] in uids, f"{name}: variable {variable['name']}"

@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
 """Run every dashboard panel query against a real Prometheus and VictoriaMetrics.
 
-    grafana/tools/check_queries.py --prometheus http://172.30.53.20:9090 \
-        --victoriametrics http://172.30.53.30:8428
+    grafana/tools/check_queries.py --prometheus "http://$(scripts/lab.sh ip mon):9090" \
+        --victoriametrics "http://$(scripts/lab.sh ip collector):8428"
 
 No Grafana server can run on the project's machines, so this stands in for "open every
 dashboard": each target of grafana/dashboards/*.json is sent, with the dashboard variables

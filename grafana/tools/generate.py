@@ -17,12 +17,18 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
+import yaml
 from grafana_foundation_sdk.builders import dashboard, prometheus, stat, statetimeline, timeseries
 from grafana_foundation_sdk.cog.encoder import JSONEncoder
 from grafana_foundation_sdk.models import dashboard as dm
 
 GRAFANA_DIR = Path(__file__).resolve().parent.parent
 OUT_DIR = GRAFANA_DIR / "dashboards"
+# The SLO target: prometheus/defaults.yml, which the alerting rules read too.
+SLO_TARGET = float(
+    yaml.safe_load((GRAFANA_DIR.parent / "prometheus" / "defaults.yml").read_text())["ngd_slo_ingest_target"]
+)
+ERROR_BUDGET = f"{1 - SLO_TARGET:g}"
 PROMETHEUS_UID = "ngd-prometheus"
 VICTORIAMETRICS_UID = "ngd-victoriametrics"
 PROM = dm.DataSourceRef(type_val="prometheus", uid=PROMETHEUS_UID)
@@ -95,13 +101,11 @@ def gateway_overview() -> dashboard.Dashboard:
         .with_panel(single("ACK latency p99 (pair)", "s", "nanogridata:ack_latency_seconds:p99_rate5m"))
         .with_panel(
             series(
-                "Error budget burn rate (x of 99.9 %)",
+                f"Error budget burn rate (x of {SLO_TARGET * 100:g} %)",
                 "none",
                 [
-                    ("nanogridata:ingest_error:ratio_rate5m / 0.001", "5m"),
-                    ("nanogridata:ingest_error:ratio_rate1h / 0.001", "1h"),
-                    ("nanogridata:ingest_error:ratio_rate6h / 0.001", "6h"),
-                    ("nanogridata:ingest_error:ratio_rate3d / 0.001", "3d"),
+                    (f"nanogridata:ingest_error:ratio_rate{window} / {ERROR_BUDGET}", window)
+                    for window in ("5m", "1h", "6h", "3d")
                 ],
                 width=24,
             )

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
-# Config stage of nginx/: nginx.conf.j2 rendered and run by a real nginx (Debian nginx-light +
-# libnginx-mod-stream) in a private network namespace: PROXY protocol to the local gateway, the
-# peer gateway masking a dead local one, least_conn spreading, stub_status, keepalive closing a
-# device gone without a FIN (nginx/tests/).
+# Config stage of nginx/: nginx.conf.j2 as the nginx_stream role renders it (render.sh --play nginx)
+# run by a real nginx (nginx-light + libnginx-mod-stream) in a private network namespace: PROXY
+# protocol to the local gateway, the peer masking a dead local one, least_conn spreading,
+# stub_status, keepalive closing a device gone without a FIN, the per-address limit (nginx/tests/).
 #   ./scripts/test.sh --component nginx --stage config
 set -euo pipefail
 # shellcheck source=SCRIPTDIR/../../scripts/lib/common.sh

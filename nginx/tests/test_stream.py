@@ -1,4 +1,5 @@
-"""Behaviour of nginx/nginx.conf.j2 under a real nginx (Debian nginx-light + stream module).
+"""Behaviour of nginx/nginx.conf.j2, as the nginx_stream role renders it, under a real nginx
+(Debian nginx-light + stream module).
 
 Run inside a private network namespace (nginx/ci/config.sh does `unshare -n`): nginx listens on
 127.0.0.1, the two "gateways" are throw-away TCP servers on 127.0.0.2 (local) and 127.0.0.3 (peer).
@@ -6,6 +7,7 @@ Run inside a private network namespace (nginx/ci/config.sh does `unshare -n`): n
 
 from __future__ import annotations
 
+import json
 import socket
 import subprocess
 import threading
@@ -14,51 +16,54 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import jinja2
 import pytest
 
-TEMPLATE = Path(__file__).resolve().parents[1] / "nginx.conf.j2"
+RENDER = Path(__file__).resolve().parents[2] / "ansible" / "ci" / "render" / "render.sh"
 DEVICE_PORT, TLS_PORT, DATA_PORT, STATUS_PORT = 15678, 15683, 15680, 18081
 TCP_REPAIR = 19  # linux/tcp.h: a socket closed in repair mode vanishes without a FIN or RST
 LOCAL, PEER = "127.0.0.2", "127.0.0.3"
+# The role variables this test changes for each nginx it starts; everything else is the
+# nginx_stream role's defaults, as deployed.
+VARIANTS: dict[str, dict[str, Any]] = {
+    "deployed": {},
+    "least_conn": {"nginx_stream_upstream_mode": "least_conn"},
+    "fast_keepalive": {"nginx_stream_listen_keepalive": "1s:1s:2"},
+    "two_per_address": {"nginx_stream_limit_conn_per_address": 2},
+}
 
 
-def render(tmp: Path, **overrides: Any) -> Path:
-    env = jinja2.Environment(undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=False)
-    env.filters["bool"] = lambda v: v if isinstance(v, bool) else str(v).lower() in ("1", "true", "yes")
-    variables: dict[str, Any] = {
-        "nginx_stream_worker_processes": 1,
-        "nginx_stream_worker_rlimit_nofile": 1024,
-        "nginx_stream_worker_connections": 256,
-        "nginx_stream_pid": str(tmp / "nginx.pid"),
-        "nginx_stream_error_log": f"{tmp}/error.log info",
-        "nginx_stream_access_log": str(tmp / "stream-access.log"),
-        "nginx_stream_module_path": "/usr/lib/nginx/modules/ngx_stream_module.so",
-        "nginx_stream_upstream_mode": "local_first",
+@pytest.fixture(scope="session")
+def configs(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """nginx.conf per variant, rendered by the nginx_stream role (Ansible, ansible/ci/render)."""
+    out = tmp_path_factory.mktemp("nginx")
+    # Where this test's nginx listens, runs and logs (loopback, its own ports and files), and
+    # a small instance: no other role variable is set here.
+    test_host = {
+        "nginx_stream_listen_address": "127.0.0.1",
+        "nginx_stream_listen_port": DEVICE_PORT,
+        "nginx_stream_tls_listen_port": TLS_PORT,
+        "nginx_stream_status_port": STATUS_PORT,
         "nginx_stream_upstream_servers": [
             {"address": f"{LOCAL}:{DATA_PORT}"},
             {"address": f"{PEER}:{DATA_PORT}", "backup": True},
         ],
-        "nginx_stream_max_fails": 1,
-        "nginx_stream_fail_timeout": "5s",
-        "nginx_stream_proxy_connect_timeout": "1s",
-        "nginx_stream_proxy_timeout": "30s",
-        "nginx_stream_proxy_next_upstream_tries": 2,
-        "nginx_stream_proxy_next_upstream_timeout": "3s",
-        "nginx_stream_listen_address": "127.0.0.1",
-        "nginx_stream_listen_port": DEVICE_PORT,
-        "nginx_stream_listen_backlog": 128,
-        "nginx_stream_listen_keepalive": "60s:10s:3",
-        "nginx_stream_tls_enabled": False,
-        "nginx_stream_tls_listen_port": TLS_PORT,
-        "nginx_stream_status_port": STATUS_PORT,
-        "nginx_stream_limit_conn_per_address": 0,
-        "nginx_stream_limit_conn_zone_size": "1m",
+        "nginx_stream_pid": str(out / "nginx.pid"),
+        "nginx_stream_error_log": f"{out}/error.log info",
+        "nginx_stream_access_log": str(out / "stream-access.log"),
+        "nginx_stream_worker_processes": 1,
+        "nginx_stream_worker_rlimit_nofile": 1024,
+        "nginx_stream_worker_connections": 256,
+        "render_variants": VARIANTS,
     }
-    variables.update(overrides)
-    conf = tmp / "nginx.conf"
-    conf.write_text(env.from_string(TEMPLATE.read_text()).render(**variables))
-    return conf
+    result = subprocess.run(
+        [str(RENDER), "--play", "nginx", "--out", str(out), "-e", json.dumps(test_host)],
+        capture_output=True,
+        text=True,
+        timeout=600,  # generous: ansible-playbook starts slowly on a CI machine shared with labs
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    return out
 
 
 class Upstream:
@@ -110,11 +115,11 @@ class Upstream:
 
 
 @pytest.fixture
-def nginx(tmp_path: Path) -> Iterator[Any]:
+def nginx(configs: Path) -> Iterator[Any]:
     procs: list[Path] = []
 
-    def start(**overrides: Any) -> None:
-        conf = render(tmp_path, **overrides)
+    def start(variant: str = "deployed") -> None:
+        conf = configs / f"{variant}.conf"
         subprocess.run(["nginx", "-t", "-q", "-c", str(conf)], check=True)
         subprocess.run(["nginx", "-c", str(conf)], check=True)
         procs.append(conf)
@@ -132,7 +137,7 @@ def nginx(tmp_path: Path) -> Iterator[Any]:
         subprocess.run(["nginx", "-c", str(conf), "-s", "stop"], check=False)
     # The next test binds the same ports: wait until this nginx is gone (it removes its pid file).
     deadline = time.monotonic() + 20
-    while (tmp_path / "nginx.pid").exists() and time.monotonic() < deadline:
+    while (configs / "nginx.pid").exists() and time.monotonic() < deadline:
         time.sleep(0.05)
 
 
@@ -182,7 +187,7 @@ def test_dead_local_gateway_is_masked_by_the_peer(nginx: Any) -> None:
 def test_least_conn_spreads_sessions_over_both_gateways(nginx: Any) -> None:
     local, peer = Upstream(LOCAL), Upstream(PEER)
     try:
-        nginx(nginx_stream_upstream_mode="least_conn")
+        nginx("least_conn")
         conns = []
         for _ in range(4):
             conns.append(device_session())
@@ -210,10 +215,10 @@ def test_stub_status_answers_on_loopback(nginx: Any) -> None:
 
 def test_a_device_gone_without_a_fin_is_closed_by_keepalive(nginx: Any) -> None:
     """A device whose traffic went elsewhere (the VIP's ARP entry moved to the peer) leaves a
-    half-open session here: keepalive probes find it gone, long before proxy_timeout (30 s)."""
+    half-open session here: keepalive probes find it gone, long before proxy_timeout (10 min)."""
     local = Upstream(LOCAL)
     try:
-        nginx(nginx_stream_listen_keepalive="1s:1s:2")
+        nginx("fast_keepalive")
         kept, vanished = device_session(), device_session()
         wait_sessions(local, 2)
         vanished.setsockopt(socket.IPPROTO_TCP, TCP_REPAIR, 1)
@@ -239,7 +244,7 @@ def refused_by_nginx(conn: socket.socket) -> bool:
 def test_sessions_per_client_address_are_limited(nginx: Any) -> None:
     local = Upstream(LOCAL)
     try:
-        nginx(nginx_stream_limit_conn_per_address=2)
+        nginx("two_per_address")
         first, second = device_session(), device_session()
         wait_sessions(local, 2)
         third = device_session()  # a third session from 127.0.0.1: refused

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Config stage of prometheus/: render the lab and a production-shaped inventory, load each file
-# with its own tool (promtool check config, amtool check-config, blackbox --config.check), then
+# Config stage of prometheus/: render the lab and a production-shaped environment with the roles
+# (ansible/ci/render/render.sh), load each file with its own tool (promtool check config, amtool check-config, blackbox --config.check), then
 # run the node job + rules in a real Prometheus and the inhibitions in a real Alertmanager (loopback).
 set -euo pipefail
 source "${REPO_ROOT:-$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)}/scripts/lib/common.sh"
@@ -12,23 +12,21 @@ cd "$REPO_ROOT"
 prom_tools
 out=$(mktemp -d); trap 'rm -rf "$out"' EXIT
 
+# lab: the lab's hosts and settings, with the TLS probe on (its branch of prometheus.yml.j2).
 # production-pd: the other receiver integrations (PagerDuty, e-mail); throw-away values, not secrets.
 for env in lab production production-pd; do
   case $env in
-    lab) prom_render "$out/$env" "$LAB_INVENTORY" ;;
-    production) prom_render "$out/$env" "$PROD_INVENTORY" ;;
-    production-pd) prom_render "$out/$env" "$PROD_INVENTORY" ngd_alert_pagerduty_routing_key=0123456789abcdef0123456789abcdef \
-      ngd_alert_email_to=oncall@example.test ngd_alert_email_from=alertmanager@example.test \
-      ngd_alert_email_smarthost=127.0.0.1:25 ;;
+    lab) prom_render "$out/$env" -e ngd_device_tls_enabled=true ;;
+    production) prom_render "$out/$env" --env production ;;
+    production-pd) prom_render "$out/$env" --env production -e ngd_alert_pagerduty_routing_key=0123456789abcdef0123456789abcdef \
+      -e ngd_alert_email_to=oncall@example.test -e ngd_alert_email_from=alertmanager@example.test \
+      -e ngd_alert_email_smarthost=127.0.0.1:25 ;;
   esac
   log "$env: promtool check config (with the rendered rules)"
   promtool check config "$out/$env/prometheus.yml" >/dev/null || die "$env: promtool check config failed"
   log "$env: amtool check-config"
   amtool check-config "$out/$env/alertmanager.yml" >/dev/null || die "$env: amtool check-config failed"
 done
-log "Ansible's template module renders the same files as render.py (lab and production)"
-bash prometheus/tools/ansible_parity.sh "$LAB_INVENTORY"
-bash prometheus/tools/ansible_parity.sh "$PROD_INVENTORY"
 
 log "blackbox_exporter --config.check"
 prometheus-blackbox-exporter --config.file=prometheus/blackbox.yml --config.check 2>&1 | tail -1 \

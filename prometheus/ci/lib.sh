@@ -2,10 +2,6 @@
 # Helpers shared by prometheus/ci/*.sh. Source after scripts/lib/common.sh.
 
 PROM_DIR="$REPO_ROOT/prometheus"
-# shellcheck disable=SC2034 # used by the hooks that source this file
-LAB_INVENTORY="$PROM_DIR/tests/fixtures/lab-inventory.yml"
-# shellcheck disable=SC2034
-PROD_INVENTORY="$PROM_DIR/tests/fixtures/production-inventory.yml"
 
 # prom_tools: promtool, amtool, alertmanager and blackbox_exporter from Debian. Their packages try
 # to start daemons; where nothing prevents that (no policy-rc.d), stop what the install started.
@@ -22,18 +18,17 @@ prom_tools() {
   require_cmd amtool "Debian package prometheus-alertmanager"
 }
 
-# prom_render OUT [INVENTORY] [KEY=VALUE...]: render every template into OUT (rules dir pointing
-# at OUT/rules so `promtool check config` loads the rules too).
+# prom_render OUT [render.sh options...]: the monitoring files as the roles render them (Ansible,
+# ansible/ci/render/render.sh: the lab's hosts; --env production, -e KEY=VALUE), in OUT, with the
+# rules dir pointing at OUT/rules so `promtool check config` loads the rules too.
 prom_render() {
-  local out=$1 inventory=${2:-$LAB_INVENTORY} sets=() kv
-  shift $(($# < 2 ? $# : 2))
-  for kv in "$@"; do sets+=(--set "$kv"); done
-  python3 "$PROM_DIR/tools/render.py" --inventory "$inventory" --out "$out" \
-    --set "ngd_prometheus_rules_dir=$out/rules" "${sets[@]}" >/dev/null \
-    || die "rendering prometheus/ templates with $inventory failed"
+  local out=$1
+  shift
+  "$REPO_ROOT/ansible/ci/render/render.sh" --out "$out" -e "ngd_prometheus_rules_dir=$out/rules" "$@" >/dev/null \
+    || die "rendering the monitoring files with ansible/ci/render/render.sh $* failed (above)"
 }
 
-# The runbook base URL the lab fixture renders with (prometheus/defaults.yml).
+# The runbook base URL the files render with (prometheus/defaults.yml).
 prom_runbook_base() {
   python3 -c 'import sys, yaml; print(yaml.safe_load(open(sys.argv[1]))["ngd_runbook_base_url"])' \
     "$PROM_DIR/defaults.yml"

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Check the alerting conventions, the runbook links and the test coverage of the rendered rules.
 
-Run on the directory tools/render.py wrote (it holds rules/ and tests/). Fails when:
+Run on the directory ansible/ci/render/render.sh wrote (it holds rules/ and tests/). Fails when:
   - an alert name is not CamelCase, or severity is not critical|warning|info, or summary,
     description or runbook_url is missing;
   - a runbook_url is not "<ngd_runbook_base_url>#<anchor>" with the anchor resolving to a heading
@@ -146,7 +146,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("rendered", type=Path, help="output directory of tools/render.py")
+    parser.add_argument("rendered", type=Path, help="output directory of ansible/ci/render/render.sh")
     parser.add_argument("--runbook", type=Path, required=True, help="the runbook markdown file")
     parser.add_argument("--base-url", required=True, help="ngd_runbook_base_url the rules were rendered with")
     args = parser.parse_args(argv)

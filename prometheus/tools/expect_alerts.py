@@ -1,9 +1,9 @@
 #!/usr/bin/env python3
 """Wait until alerts reach a state in a running Prometheus: the check the HA drills need.
 
-    expect_alerts.py --prometheus http://172.30.53.20:9090 \
+    expect_alerts.py --prometheus "http://$(scripts/lab.sh ip mon):9090" \
         --alert 'GatewayDown{instance="gw-a"}' --state firing --timeout 150
-    expect_alerts.py --prometheus http://172.30.53.20:9090 --alert GatewayDown --state inactive
+    expect_alerts.py --prometheus "http://$(scripts/lab.sh ip mon):9090" --alert GatewayDown --state inactive
 
 --state firing|pending: every --alert must have at least one matching ALERTS series in that state
 (firing also accepts nothing else); inactive: none may be pending or firing. Exits 0 when the

@@ -142,7 +142,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("rendered", type=Path, help="output directory of tools/render.py")
+    parser.add_argument("rendered", type=Path, help="output directory of ansible/ci/render/render.sh")
     parser.add_argument("--prometheus", default="prometheus", help="Prometheus binary")
     args = parser.parse_args(argv)
     try:

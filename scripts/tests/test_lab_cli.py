@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import yaml
 
 REPO = Path(__file__).resolve().parents[2]
 LAB_SH = REPO / "scripts" / "lab.sh"
@@ -28,7 +29,16 @@ def lab(*args: str) -> subprocess.CompletedProcess[str]:
 def test_help_lists_every_command() -> None:
     result = lab("--help")
     assert result.returncode == 0
-    for command in ("up", "down", "status", "shell HOST", "ip HOST", "image", "secret NAME"):
+    for command in (
+        "up",
+        "down",
+        "status",
+        "shell HOST",
+        "ip HOST",
+        "image",
+        "secret NAME",
+        "inventory",
+    ):
         assert command in result.stdout
 
 
@@ -46,6 +56,31 @@ def test_bad_input_is_refused_with_the_reason(args: list[str], message: str) -> 
     result = lab(*args)
     assert result.returncode != 0
     assert message in result.stderr
+
+
+def test_inventory_is_made_from_hosts_tsv_on_the_given_subnet_without_docker() -> None:
+    result = lab("inventory", "--lab", "x1", "--subnet", "10.9.8.0/24")
+    assert result.returncode == 0, result.stderr
+    inventory = yaml.safe_load(result.stdout)["all"]
+    assert inventory["vars"]["ngd_vip"] == "10.9.8.100"
+    assert inventory["vars"]["ngd_lab_subnet"] == "10.9.8.0/24"
+    hosts = {
+        name: (group, host)
+        for group, node in inventory["children"].items()
+        for name, host in (node["hosts"] or {}).items()
+    }
+    rows = [
+        line.split()
+        for line in (REPO / "scripts" / "lab" / "hosts.tsv").read_text().splitlines()
+        if line.strip() and not line.startswith("#")
+    ]
+    assert sorted(hosts) == sorted(row[0] for row in rows)
+    for name, octet, group, extra in rows:
+        assert hosts[name][0] == group
+        assert hosts[name][1]["ngd_private_ip"] == f"10.9.8.{octet}"
+        assert hosts[name][1]["ansible_host"] == f"ngd-x1-{name}"
+        for key, _, value in (kv.partition("=") for kv in extra.split(",") if extra != "-"):
+            assert str(hosts[name][1][key]) == value
 
 
 def test_no_command_prints_usage() -> None:

@@ -110,7 +110,7 @@ def test_the_vip_is_assigned_to_gw_a(env_plan: tuple[str, dict[str, Any]]) -> No
     module = plan["configuration"]["root_module"]["module_calls"]["gateway_pair"]["module"]
     assignment = next(r for r in module["resources"] if r["address"] == "hcloud_floating_ip_assignment.vip")
     references = assignment["expressions"]["server_id"]["references"]
-    assert 'hcloud_server.gateway["gw-a"]' in references
+    assert 'hcloud_server.node["gw-a"]' in references
     assert not any("gw-b" in ref for ref in references)
 
 
@@ -120,11 +120,11 @@ def test_two_gateways_with_fixed_private_ips_in_one_spread_group(
     name, plan = env_plan
     by_address = changes(plan)
     gateways = {
-        a: rc for a, rc in by_address.items() if a.startswith("module.gateway_pair.hcloud_server.gateway[")
+        a: rc for a, rc in by_address.items() if a.startswith('module.gateway_pair.hcloud_server.node["gw-')
     }
     assert sorted(gateways) == [
-        'module.gateway_pair.hcloud_server.gateway["gw-a"]',
-        'module.gateway_pair.hcloud_server.gateway["gw-b"]',
+        'module.gateway_pair.hcloud_server.node["gw-a"]',
+        'module.gateway_pair.hcloud_server.node["gw-b"]',
     ]
     ips = {a.split('"')[1]: [n["ip"] for n in rc["change"]["after"]["network"]] for a, rc in gateways.items()}
     assert ips == {"gw-a": ["10.53.1.11"], "gw-b": ["10.53.1.12"]}
@@ -244,3 +244,44 @@ def test_without_ignore_changes_the_failover_would_be_undone(tmp_path: Path) -> 
         "module.gateway_pair.hcloud_floating_ip_assignment.vip"
     ]
     assert assignment["change"]["actions"] != ["no-op"]
+
+
+def test_servers_of_the_two_former_resources_move_to_the_one_node_resource(tmp_path: Path) -> None:
+    """State written when gateways and support hosts were hcloud_server.gateway / .support: the
+    moved blocks carry each server over to hcloud_server.node instead of deleting it."""
+    state = failed_over_state()
+    for name, key, server_id in (
+        ("gateway", "gw-a", 1001),
+        ("gateway", "gw-b", 1002),
+        ("support", "mon", 1003),
+    ):
+        state["resources"].append(
+            {
+                "module": "module.gateway_pair",
+                "mode": "managed",
+                "type": "hcloud_server",
+                "name": name,
+                "provider": PROVIDER,
+                "each": "map",
+                "instances": [
+                    {
+                        "index_key": key,
+                        "schema_version": 0,
+                        "attributes": {"id": str(server_id), "name": f"ngd-staging-{key}"},
+                        "sensitive_attributes": [],
+                    }
+                ],
+            }
+        )
+    workdir = make_workdir(TERRAFORM_DIR / "environments" / "staging", tmp_path)
+    by_address = changes(workdir.plan(state))
+    for key in ("gw-a", "gw-b", "mon"):
+        change = by_address[f'module.gateway_pair.hcloud_server.node["{key}"]']
+        assert change["previous_address"].startswith("module.gateway_pair.hcloud_server."), change
+        assert key in change["previous_address"]
+    assert not any(
+        a.startswith(
+            ("module.gateway_pair.hcloud_server.gateway", "module.gateway_pair.hcloud_server.support")
+        )
+        for a in by_address
+    )

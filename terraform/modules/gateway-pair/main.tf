@@ -136,20 +136,41 @@ resource "hcloud_firewall" "support" {
   }
 }
 
-resource "hcloud_server" "gateway" {
-  for_each = local.gateways
+# Every node, gateways and support hosts alike, is one kind of server; what differs per kind is
+# in local.servers (size, placement, firewalls, role label).
+locals {
+  servers = merge(
+    { for name, host in local.gateways : name => {
+      private_ip         = host.private_ip
+      role               = "gateway"
+      server_type        = var.gateway_server_type
+      placement_group_id = tonumber(hcloud_placement_group.gateways.id)
+      firewall_ids       = [for firewall in concat([hcloud_firewall.gateways], hcloud_firewall.gateways_tls) : tonumber(firewall.id)]
+    } },
+    { for name, host in local.support_hosts : name => {
+      private_ip         = host.private_ip
+      role               = host.group
+      server_type        = var.support_server_type
+      placement_group_id = null
+      firewall_ids       = [tonumber(hcloud_firewall.support[0].id)]
+    } },
+  )
+}
+
+resource "hcloud_server" "node" {
+  for_each = local.servers
 
   name               = "${local.name}-${each.key}"
-  server_type        = var.gateway_server_type
+  server_type        = each.value.server_type
   image              = var.image
   location           = var.location
-  placement_group_id = tonumber(hcloud_placement_group.gateways.id)
+  placement_group_id = each.value.placement_group_id
   ssh_keys           = [for key in hcloud_ssh_key.admin : key.id]
-  firewall_ids       = [for firewall in concat([hcloud_firewall.gateways], hcloud_firewall.gateways_tls) : tonumber(firewall.id)]
+  firewall_ids       = each.value.firewall_ids
   user_data          = templatefile("${path.module}/cloud-init.yaml.tftpl", { hostname = each.key })
   delete_protection  = var.delete_protection
   rebuild_protection = var.delete_protection
-  labels             = merge(local.common_labels, { "app.nanogridata.io/role" = "gateway", "app.nanogridata.io/host" = each.key })
+  labels             = merge(local.common_labels, { "app.nanogridata.io/role" = each.value.role, "app.nanogridata.io/host" = each.key })
 
   public_net {
     ipv4_enabled = true
@@ -172,36 +193,22 @@ resource "hcloud_server" "gateway" {
   }
 }
 
-resource "hcloud_server" "support" {
-  for_each = local.support_hosts
-
-  name               = "${local.name}-${each.key}"
-  server_type        = var.support_server_type
-  image              = var.image
-  location           = var.location
-  ssh_keys           = [for key in hcloud_ssh_key.admin : key.id]
-  firewall_ids       = [tonumber(hcloud_firewall.support[0].id)]
-  user_data          = templatefile("${path.module}/cloud-init.yaml.tftpl", { hostname = each.key })
-  delete_protection  = var.delete_protection
-  rebuild_protection = var.delete_protection
-  labels             = merge(local.common_labels, { "app.nanogridata.io/role" = each.value.group, "app.nanogridata.io/host" = each.key })
-
-  public_net {
-    ipv4_enabled = true
-    ipv6_enabled = true
-  }
-
-  network {
-    network_id = tonumber(hcloud_network.private.id)
-    ip         = each.value.private_ip
-    alias_ips  = []
-  }
-
-  depends_on = [hcloud_network_subnet.hosts]
-
-  lifecycle {
-    ignore_changes = [ssh_keys, user_data]
-  }
+# Servers created when gateways and support hosts were two resources keep their identity.
+moved {
+  from = hcloud_server.gateway["gw-a"]
+  to   = hcloud_server.node["gw-a"]
+}
+moved {
+  from = hcloud_server.gateway["gw-b"]
+  to   = hcloud_server.node["gw-b"]
+}
+moved {
+  from = hcloud_server.support["mon"]
+  to   = hcloud_server.node["mon"]
+}
+moved {
+  from = hcloud_server.support["collector"]
+  to   = hcloud_server.node["collector"]
 }
 
 resource "hcloud_floating_ip" "vip" {
@@ -216,7 +223,7 @@ resource "hcloud_floating_ip" "vip" {
 resource "hcloud_floating_ip_assignment" "vip" {
   floating_ip_id = tonumber(hcloud_floating_ip.vip.id)
   # gw-a is the VRRP MASTER at start (highest keepalived priority), so it holds the VIP first.
-  server_id = tonumber(hcloud_server.gateway["gw-a"].id)
+  server_id = tonumber(hcloud_server.node["gw-a"].id)
 
   lifecycle {
     # keepalived reassigns the floating IP through the Hetzner API on failover: that is not drift,

@@ -21,10 +21,10 @@ output "inventory" {
       {
         for name, gateway in local.gateways : name => {
           group               = "gateways"
-          server_name         = hcloud_server.gateway[name].name
-          server_id           = tostring(hcloud_server.gateway[name].id)
-          location            = hcloud_server.gateway[name].location
-          public_ipv4         = hcloud_server.gateway[name].ipv4_address
+          server_name         = hcloud_server.node[name].name
+          server_id           = tostring(hcloud_server.node[name].id)
+          location            = hcloud_server.node[name].location
+          public_ipv4         = hcloud_server.node[name].ipv4_address
           private_ip          = gateway.private_ip
           keepalived_priority = gateway.keepalived_priority
         }
@@ -32,10 +32,10 @@ output "inventory" {
       {
         for name, host in local.support_hosts : name => {
           group               = host.group
-          server_name         = hcloud_server.support[name].name
-          server_id           = tostring(hcloud_server.support[name].id)
-          location            = hcloud_server.support[name].location
-          public_ipv4         = hcloud_server.support[name].ipv4_address
+          server_name         = hcloud_server.node[name].name
+          server_id           = tostring(hcloud_server.node[name].id)
+          location            = hcloud_server.node[name].location
+          public_ipv4         = hcloud_server.node[name].ipv4_address
           private_ip          = host.private_ip
           keepalived_priority = null
         }

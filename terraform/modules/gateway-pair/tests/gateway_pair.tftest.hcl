@@ -43,17 +43,17 @@ variables {
 
 run "pair_with_defaults" {
   assert {
-    condition     = length(hcloud_server.gateway) == 2 && toset(keys(hcloud_server.gateway)) == toset(["gw-a", "gw-b"])
+    condition     = toset([for k, s in hcloud_server.node : k if s.labels["app.nanogridata.io/role"] == "gateway"]) == toset(["gw-a", "gw-b"])
     error_message = "expected exactly two gateways, gw-a and gw-b"
   }
 
   assert {
-    condition     = hcloud_server.gateway["gw-a"].name == "ngd-production-gw-a" && hcloud_server.gateway["gw-b"].name == "ngd-production-gw-b"
+    condition     = hcloud_server.node["gw-a"].name == "ngd-production-gw-a" && hcloud_server.node["gw-b"].name == "ngd-production-gw-b"
     error_message = "server names must be <prefix>-<environment>-<host>"
   }
 
   assert {
-    condition     = alltrue([for s in hcloud_server.gateway : s.image == "debian-12" && s.location == "fsn1" && s.server_type == "cx23"])
+    condition     = alltrue([for s in [for k in ["gw-a", "gw-b"] : hcloud_server.node[k]] : s.image == "debian-12" && s.location == "fsn1" && s.server_type == "cx23"])
     error_message = "gateways must run Debian 12 of the default type in the default location"
   }
 
@@ -63,17 +63,17 @@ run "pair_with_defaults" {
   }
 
   assert {
-    condition     = alltrue([for s in hcloud_server.gateway : s.placement_group_id == 4001])
+    condition     = alltrue([for s in [for k in ["gw-a", "gw-b"] : hcloud_server.node[k]] : s.placement_group_id == 4001])
     error_message = "both gateways must be in the spread placement group"
   }
 
   assert {
-    condition     = [for n in hcloud_server.gateway["gw-a"].network : n.ip] == ["10.53.1.11"] && [for n in hcloud_server.gateway["gw-b"].network : n.ip] == ["10.53.1.12"]
+    condition     = [for n in hcloud_server.node["gw-a"].network : n.ip] == ["10.53.1.11"] && [for n in hcloud_server.node["gw-b"].network : n.ip] == ["10.53.1.12"]
     error_message = "gateways must have the fixed private IPs .11 (gw-a) and .12 (gw-b)"
   }
 
   assert {
-    condition     = alltrue(flatten([for s in hcloud_server.gateway : [for n in s.network : n.network_id == 2001]]))
+    condition     = alltrue(flatten([for s in [for k in ["gw-a", "gw-b"] : hcloud_server.node[k]] : [for n in s.network : n.network_id == 2001]]))
     error_message = "gateways must be attached to the module's private network"
   }
 
@@ -93,7 +93,7 @@ run "pair_with_defaults" {
   }
 
   assert {
-    condition     = alltrue([for s in hcloud_server.gateway : s.firewall_ids == toset([5001])]) && length(hcloud_firewall.gateways_tls) == 0
+    condition     = alltrue([for s in [for k in ["gw-a", "gw-b"] : hcloud_server.node[k]] : s.firewall_ids == toset([5001])]) && length(hcloud_firewall.gateways_tls) == 0
     error_message = "gateways must be behind the gateway firewall only (no TLS firewall by default)"
   }
 
@@ -120,7 +120,7 @@ run "pair_with_defaults" {
   }
 
   assert {
-    condition     = toset(keys(hcloud_server.support)) == toset(["mon"]) && [for n in hcloud_server.support["mon"].network : n.ip] == ["10.53.1.20"]
+    condition     = toset(keys(hcloud_server.node)) == toset(["gw-a", "gw-b", "mon"]) && [for n in hcloud_server.node["mon"].network : n.ip] == ["10.53.1.20"]
     error_message = "by default only the monitoring host (10.53.1.20) is created besides the gateways"
   }
 
@@ -132,7 +132,7 @@ run "pair_with_defaults" {
   }
 
   assert {
-    condition     = alltrue([for s in hcloud_server.gateway : !s.delete_protection]) && !hcloud_floating_ip.vip.delete_protection
+    condition     = alltrue([for s in [for k in ["gw-a", "gw-b"] : hcloud_server.node[k]] : !s.delete_protection]) && !hcloud_floating_ip.vip.delete_protection
     error_message = "delete protection is off by default"
   }
 }
@@ -170,7 +170,7 @@ run "inventory_output_shape" {
       server_name         = "ngd-production-gw-a"
       server_id           = "1001"
       location            = "fsn1"
-      public_ipv4         = hcloud_server.gateway["gw-a"].ipv4_address
+      public_ipv4         = hcloud_server.node["gw-a"].ipv4_address
       private_ip          = "10.53.1.11"
       keepalived_priority = 150
     }
@@ -178,12 +178,12 @@ run "inventory_output_shape" {
   }
 
   assert {
-    condition     = output.inventory.hosts["gw-b"].keepalived_priority == 100 && output.inventory.hosts["gw-b"].public_ipv4 == hcloud_server.gateway["gw-b"].ipv4_address && output.inventory.hosts["gw-b"].private_ip == "10.53.1.12"
+    condition     = output.inventory.hosts["gw-b"].keepalived_priority == 100 && output.inventory.hosts["gw-b"].public_ipv4 == hcloud_server.node["gw-b"].ipv4_address && output.inventory.hosts["gw-b"].private_ip == "10.53.1.12"
     error_message = "inventory entry of gw-b is wrong (priority 100, its own addresses)"
   }
 
   assert {
-    condition     = output.inventory.hosts["mon"].group == "monitoring" && output.inventory.hosts["mon"].keepalived_priority == null && output.inventory.hosts["mon"].public_ipv4 == hcloud_server.support["mon"].ipv4_address
+    condition     = output.inventory.hosts["mon"].group == "monitoring" && output.inventory.hosts["mon"].keepalived_priority == null && output.inventory.hosts["mon"].public_ipv4 == hcloud_server.node["mon"].ipv4_address
     error_message = "inventory entry of mon is wrong"
   }
 
@@ -220,7 +220,7 @@ run "tls_port_collector_custom_network" {
   }
 
   assert {
-    condition     = length(hcloud_firewall.gateways_tls) == 1 && alltrue([for s in hcloud_server.gateway : s.firewall_ids == toset([5001, 5002])])
+    condition     = length(hcloud_firewall.gateways_tls) == 1 && alltrue([for s in [for k in ["gw-a", "gw-b"] : hcloud_server.node[k]] : s.firewall_ids == toset([5001, 5002])])
     error_message = "the TLS port is a second firewall attached to both gateways"
   }
 
@@ -237,12 +237,12 @@ run "tls_port_collector_custom_network" {
   }
 
   assert {
-    condition     = output.inventory.hosts["collector"].group == "collectors" && hcloud_server.gateway["gw-a"].name == "acme-staging-gw-a"
+    condition     = output.inventory.hosts["collector"].group == "collectors" && hcloud_server.node["gw-a"].name == "acme-staging-gw-a"
     error_message = "collector host or naming is wrong"
   }
 
   assert {
-    condition     = alltrue([for s in values(hcloud_server.gateway) : s.delete_protection && s.rebuild_protection && s.location == "hel1"]) && hcloud_floating_ip.vip.delete_protection
+    condition     = alltrue([for s in [for k in ["gw-a", "gw-b"] : hcloud_server.node[k]] : s.delete_protection && s.rebuild_protection && s.location == "hel1"]) && hcloud_floating_ip.vip.delete_protection
     error_message = "delete_protection must protect servers (delete and rebuild) and the floating IP"
   }
 }
@@ -254,7 +254,7 @@ run "no_support_hosts" {
   }
 
   assert {
-    condition     = length(hcloud_server.support) == 0 && length(hcloud_firewall.support) == 0 && toset(keys(output.inventory.hosts)) == toset(["gw-a", "gw-b"])
+    condition     = toset(keys(hcloud_server.node)) == toset(["gw-a", "gw-b"]) && length(hcloud_firewall.support) == 0 && toset(keys(output.inventory.hosts)) == toset(["gw-a", "gw-b"])
     error_message = "without monitoring and collector only the pair is created"
   }
 }
