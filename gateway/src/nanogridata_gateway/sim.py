@@ -32,6 +32,7 @@ import cbor2
 
 from .keys import derive_device_key
 from .protocol import FLAG_LONG_TAG, HEADER, HEADER_LEN, LONG_TAG, MAGIC, VERSION, AckStatus, FrameType
+from .records import record_key
 from .stream import FrameStream
 
 MAX_LATENCY_SAMPLES = 2_000_000
@@ -349,7 +350,7 @@ class SimDevice(asyncio.Protocol):
                 # written to the socket -> this ACK read and verified
                 sim.record_latency(time.perf_counter() - entry[1])
                 if sim.acked_keys is not None:
-                    sim.acked_keys.append(f"{sim.cfg.model_id:02x}-{self.device_id:08x}-{ack_seq}")
+                    sim.acked_keys.append(record_key(sim.cfg.model_id, self.device_id, ack_seq))
             elif status == AckStatus.STALE:
                 stats.stale += 1
             else:
