@@ -25,14 +25,15 @@ import bisect
 import contextlib
 import logging
 import os
+import queue
 import sqlite3
 import threading
 import time
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from operator import itemgetter
 from pathlib import Path
+from typing import Any, TypeVar
 
 from prometheus_client import CollectorRegistry, Gauge, Histogram
 
@@ -157,6 +158,66 @@ def orphaned_sinks(path: str, sink_names: Collection[str]) -> dict[str, int]:
         conn.close()
 
 
+T = TypeVar("T")
+
+
+def _settle(future: asyncio.Future[Any], result: Any, error: BaseException | None) -> None:
+    if future.done():  # its waiter was cancelled
+        return
+    if error is None:
+        future.set_result(result)
+    else:
+        future.set_exception(error)
+
+
+class WriterThread:
+    """The one thread that runs the spool's writes (commits, deletions, close).
+
+    Jobs go over a SimpleQueue and come back with call_soon_threadsafe. Not run_in_executor:
+    a one-row commit through a ThreadPoolExecutor cost about twice the CPU of the same commit
+    handed over this way (the commit itself, fsync included, costs as much as the executor's
+    overhead), and at low rates there is a commit for every frame or two. Jobs run one at a time
+    in order, so writes never contend for SQLite's write lock."""
+
+    def __init__(self, name: str = "spool-writer") -> None:
+        self._name = name
+        self._jobs: queue.SimpleQueue[
+            tuple[asyncio.AbstractEventLoop, asyncio.Future[Any], Callable[..., Any], tuple[Any, ...]] | None
+        ] = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+
+    async def run(self, fn: Callable[..., T], *args: Any) -> T:
+        """fn(*args) on the writer thread; its result or its exception."""
+        if self._thread is None:
+            # A daemon: a process that exits without close() is not held up by it (SQLite keeps
+            # what was committed; an open transaction is rolled back at the next open).
+            self._thread = threading.Thread(target=self._main, name=self._name, daemon=True)
+            self._thread.start()
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[T] = loop.create_future()
+        self._jobs.put((loop, future, fn, args))
+        return await future
+
+    def _main(self) -> None:
+        while (job := self._jobs.get()) is not None:
+            loop, future, fn, args = job
+            result: Any = None
+            error: BaseException | None = None
+            try:
+                result = fn(*args)
+            except BaseException as exc:  # handed to the awaiting task, which decides
+                error = exc
+            with contextlib.suppress(RuntimeError):  # the loop closed meanwhile: nobody waits
+                loop.call_soon_threadsafe(_settle, future, result, error)
+
+    def stop(self) -> None:
+        """Finish the queued jobs and end the thread."""
+        if self._thread is not None:
+            self._jobs.put(None)
+            self._thread.join()
+            self._thread = None
+
+
 @dataclass
 class SpoolMetrics:
     records: Gauge
@@ -256,7 +317,7 @@ class Spool:
 
         directory = os.path.dirname(os.path.abspath(path))
         os.makedirs(directory, exist_ok=True)
-        self._writer_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="spool-writer")
+        self._writer = WriterThread()
         self._conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
         self._conn.execute("PRAGMA journal_mode=WAL")
         self._conn.execute("PRAGMA synchronous=FULL")  # fsync the WAL at every commit
@@ -267,7 +328,6 @@ class Spool:
             self.bits: dict[str, int] = self._assign_bits(sink_names, drop_sinks)
         except BaseException:
             self._conn.close()
-            self._writer_pool.shutdown()
             raise
         self.cursors: dict[str, int] = {
             name: cursor
@@ -494,7 +554,6 @@ class Spool:
         minimum spacing between the starts of two commits (fewer, larger groups).
         """
         assert self._wake is not None
-        loop = asyncio.get_running_loop()
         interval = self.commit_interval_s
         while True:
             await self._wake.wait()
@@ -514,7 +573,7 @@ class Spool:
             group_bytes = sum(entry[1] for entry in group)
             self._last_commit = time.monotonic()
             try:
-                await loop.run_in_executor(self._writer_pool, self._write, rows, cursors)
+                await self._writer.run(self._write, rows, cursors)
             except Exception as exc:
                 self._drop_tail()  # committed or not: the database knows, the tail does not
                 self._pending_bytes -= group_bytes
@@ -591,10 +650,9 @@ class Spool:
         snapshot = dict(self.cursors)
         tail = self._tail
         last_id = tail[-1][0] if tail else self._tail_floor
-        loop = asyncio.get_running_loop()
         try:
-            deleted, freed, oldest = await loop.run_in_executor(
-                self._writer_pool, self._delete_confirmed, cursors, snapshot, last_id
+            deleted, freed, oldest = await self._writer.run(
+                self._delete_confirmed, cursors, snapshot, last_id
             )
         except Exception:
             self._collect_due = True
@@ -677,9 +735,8 @@ class Spool:
             await self._committer
         with contextlib.suppress(Exception):
             await self.collect()
-        loop = asyncio.get_running_loop()
-        await loop.run_in_executor(self._writer_pool, self._conn.close)
-        self._writer_pool.shutdown(wait=True)
+        await self._writer.run(self._conn.close)
+        self._writer.stop()
 
     # --- inspection (tests, tools) -----------------------------------------------------
 
