@@ -668,13 +668,21 @@ class Spool:
     def _forget_confirmed(self, cursors: Mapping[str, int]) -> None:
         """Drop the tail's head rows that every sink they are routed to confirmed."""
         tail = self._tail
-        ordered = sorted((cursors.get(name, 0), 1 << bit) for name, bit in self.bits.items())
+        # As in _delete_confirmed: between two sorted cursors a row is done when it is routed to
+        # none of the sinks whose cursor is below it. Rows past the highest cursor never are.
         done = 0
-        for row in tail:
-            row_id, mask = row[0], row[8]
-            if any(cursor < row_id and mask & bit for cursor, bit in ordered):
+        pending = 0
+        for cursor, bit in sorted((cursors.get(name, 0), 1 << bit) for name, bit in self.bits.items()):
+            end = bisect.bisect_right(tail, cursor, key=_row_id)
+            index = done
+            if not pending:
+                index = max(done, end)
+            while index < end and not tail[index][8] & pending:
+                index += 1
+            done = index
+            if index < end:  # a row still owed to a sink further behind
                 break
-            done += 1
+            pending |= bit
         if done:
             self._tail_floor = max(self._tail_floor, tail[done - 1][0])
             del tail[:done]

@@ -467,3 +467,37 @@ def test_confirmed_records_are_deleted_even_when_a_commit_persisted_the_cursor_f
         await spool.close()
 
     asyncio.run(reopen())
+
+
+def test_the_committed_tail_keeps_rows_only_until_every_routed_sink_confirmed(tmp_path: Path) -> None:
+    """Memory: a row leaves the tail when every sink it is routed to confirmed it (a sink it is not
+    routed to may lag behind), in id order, and the tail is empty once everything is confirmed.
+    What the tail no longer holds, a sink reads from the database."""
+    spool = Spool(str(tmp_path / "spool.db"), ["a", "b"], 1 << 30, 3600.0, 0.0, 1000, CollectorRegistry())
+    a, b = 1 << spool.bits["a"], 1 << spool.bits["b"]
+
+    async def run() -> None:
+        masks = [a, b, a, a | b, a]  # ids 1..5
+        await spool.append_many([(make_record(seq), mask) for seq, mask in enumerate(masks, 1)])
+        tail_ids = lambda: [row[0] for row in spool._tail]  # noqa: E731
+        assert tail_ids() == [1, 2, 3, 4, 5]
+        spool.confirm("a", 5)
+        await spool.collect()
+        assert tail_ids() == [2, 3, 4, 5]  # 2 is owed to b (cursor 0)
+        spool.confirm("b", 2)
+        await spool.collect()
+        assert tail_ids() == [4, 5]  # 3 is a's only; 4 is still owed to b
+        assert spool.read_committed(0, spool.bits["b"], 10) is None  # below the tail: the database
+        reader = spool.reader()
+        rows, _ = reader.read(2, spool.bits["b"], 10)  # 5 was a's only: deleted from the database
+        reader.close()
+        assert [row[0] for row in rows] == [4]
+        assert spool.read_committed(4, spool.bits["b"], 10) == ([], 5)  # past the database's end
+        got = spool.read_committed(3, spool.bits["a"], 10)
+        assert got is not None and [row[0] for row in got[0]] == [4, 5] and got[1] == 5
+        spool.confirm("b", 5)
+        await spool.collect()
+        assert tail_ids() == [] and spool.record_count == 0
+        await spool.close()
+
+    asyncio.run(run())
