@@ -446,11 +446,11 @@ class Spool:
         self._tail.clear()
         self._tail_floor = self._next_id - 1
 
-    def _trim_tail(self, confirmed: int) -> None:
-        """Forget tail rows every sink confirmed, and beyond TAIL_ROWS the oldest."""
+    def _trim_tail(self) -> None:
+        """Keep at most TAIL_ROWS rows: the oldest go first (a sink that needs them reads the
+        database)."""
         tail = self._tail
-        cut = bisect.bisect_right(tail, confirmed, key=_row_id)
-        cut = max(cut, len(tail) - TAIL_ROWS)
+        cut = len(tail) - TAIL_ROWS
         if cut > 0:
             self._tail_floor = max(self._tail_floor, tail[cut - 1][0])
             del tail[:cut]
@@ -592,7 +592,7 @@ class Spool:
                 if rows:
                     self._tail += rows
                     if len(self._tail) > TAIL_ROWS:
-                        self._trim_tail(0)
+                        self._trim_tail()
                 self._healthy = True
                 self.metrics.commit_seconds.observe(time.monotonic() - self._last_commit)
                 self._pending_bytes -= group_bytes
