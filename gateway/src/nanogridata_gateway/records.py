@@ -9,6 +9,12 @@ from __future__ import annotations
 from typing import NamedTuple, Protocol
 
 
+def record_key(model_id: int, device_id: int, seq: int) -> str:
+    """A record's idempotency key, the one collectors deduplicate on: stable across
+    retransmissions and across both gateways of the pair. Built here only."""
+    return f"{model_id:02x}-{device_id:08x}-{seq}"
+
+
 class Record(NamedTuple):
     """One accepted frame, as stored and forwarded.
 
@@ -27,8 +33,8 @@ class Record(NamedTuple):
 
     @property
     def idempotency_key(self) -> str:
-        """Stable across retransmissions and across both gateways of the pair."""
-        return f"{self.model_id:02x}-{self.device_id:08x}-{self.seq}"
+        """record_key() of this record."""
+        return record_key(self.model_id, self.device_id, self.seq)
 
 
 class StoreFull(Exception):

@@ -42,6 +42,7 @@ from .protocol import (
     FrameType,
     unpack_header,
 )
+from .records import record_key
 from .stream import FrameStream
 
 _ACK = int(FrameType.ACK)
@@ -360,7 +361,7 @@ class SimDevice(asyncio.Protocol):
                 # written to the socket -> this ACK read and verified
                 sim.record_latency(time.perf_counter() - entry[1])
                 if sim.acked_keys is not None:
-                    sim.acked_keys.append(f"{sim.cfg.model_id:02x}-{self.device_id:08x}-{ack_seq}")
+                    sim.acked_keys.append(record_key(sim.cfg.model_id, self.device_id, ack_seq))
             elif status == AckStatus.STALE:
                 stats.stale += 1
             else:

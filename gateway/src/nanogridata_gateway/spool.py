@@ -10,26 +10,35 @@ connections (WAL readers see a consistent snapshot and never block the writer).
 
 Ids are assigned here, monotonically, and never reused (even after the table was emptied): a
 sink's cursor ("every record routed to me with id <= cursor is confirmed") stays meaningful.
+
+The committed tail: the rows of the latest commits stay in memory (bounded) after their commit,
+as the very tuples that were inserted, so a sink worker that keeps up takes its batches from
+there instead of reading back and re-materialising rows through SQLite on a thread of its own.
+Only committed rows enter it, so what a sink reads is the same either way; a sink that falls
+behind the tail (down, slow, after a restart) reads the database.
 """
 
 from __future__ import annotations
 
 import asyncio
+import bisect
 import contextlib
 import logging
 import os
+import queue
 import sqlite3
 import threading
 import time
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from operator import itemgetter
 from pathlib import Path
+from typing import Any, TypeVar
 
 from prometheus_client import CollectorRegistry, Gauge, Histogram
 
 from .errors import ConfigError
-from .records import Record, StoreFull
+from .records import Record, StoreFull, record_key
 from .supervise import Supervisor
 
 log = logging.getLogger(__name__)
@@ -40,10 +49,15 @@ ROW_OVERHEAD_BYTES = 64
 # BUSY does not depend on the size of the frame that happens to arrive.
 MAX_RECORD_BYTES = 1024 + ROW_OVERHEAD_BYTES
 
-# (id, model, type, device, seq, timestamp_ms, received_ms, payload)
-Row = tuple[int, int, int, int, int, int, int, bytes]
-# A row as inserted: Row + the sinks bit mask.
-_Insert = tuple[int, int, int, int, int, int, int, bytes, int]
+# Rows of the committed tail kept for the sinks at most (about 3 MB of 100-byte payloads): many
+# batch intervals at 10,000 frames/s. A sink further behind reads the database.
+TAIL_ROWS = 8192
+
+# (id, model, type, device, seq, timestamp_ms, received_ms, payload, sinks bit mask): the row as
+# inserted, as read back, and as kept in the committed tail.
+Row = tuple[int, int, int, int, int, int, int, bytes, int]
+_COLUMNS = "id, model, type, device, seq, ts_ms, recv_ms, payload, sinks"
+_row_id = itemgetter(0)
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS records (
@@ -76,7 +90,7 @@ async def wait_event(event: asyncio.Event, timeout: float) -> None:
 
 def idempotency_key(row: Row) -> str:
     """Record.idempotency_key, without building the Record."""
-    return f"{row[1]:02x}-{row[3]:08x}-{row[4]}"
+    return record_key(row[1], row[3], row[4])
 
 
 def row_to_record(row: Row) -> Record:
@@ -144,6 +158,66 @@ def orphaned_sinks(path: str, sink_names: Collection[str]) -> dict[str, int]:
         conn.close()
 
 
+T = TypeVar("T")
+
+
+def _settle(future: asyncio.Future[Any], result: Any, error: BaseException | None) -> None:
+    if future.done():  # its waiter was cancelled
+        return
+    if error is None:
+        future.set_result(result)
+    else:
+        future.set_exception(error)
+
+
+class WriterThread:
+    """The one thread that runs the spool's writes (commits, deletions, close).
+
+    Jobs go over a SimpleQueue and come back with call_soon_threadsafe. Not run_in_executor:
+    a one-row commit through a ThreadPoolExecutor cost about twice the CPU of the same commit
+    handed over this way (the commit itself, fsync included, costs as much as the executor's
+    overhead), and at low rates there is a commit for every frame or two. Jobs run one at a time
+    in order, so writes never contend for SQLite's write lock."""
+
+    def __init__(self, name: str = "spool-writer") -> None:
+        self._name = name
+        self._jobs: queue.SimpleQueue[
+            tuple[asyncio.AbstractEventLoop, asyncio.Future[Any], Callable[..., Any], tuple[Any, ...]] | None
+        ] = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+
+    async def run(self, fn: Callable[..., T], *args: Any) -> T:
+        """fn(*args) on the writer thread; its result or its exception."""
+        if self._thread is None:
+            # A daemon: a process that exits without close() is not held up by it (SQLite keeps
+            # what was committed; an open transaction is rolled back at the next open).
+            self._thread = threading.Thread(target=self._main, name=self._name, daemon=True)
+            self._thread.start()
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[T] = loop.create_future()
+        self._jobs.put((loop, future, fn, args))
+        return await future
+
+    def _main(self) -> None:
+        while (job := self._jobs.get()) is not None:
+            loop, future, fn, args = job
+            result: Any = None
+            error: BaseException | None = None
+            try:
+                result = fn(*args)
+            except BaseException as exc:  # handed to the awaiting task, which decides
+                error = exc
+            with contextlib.suppress(RuntimeError):  # the loop closed meanwhile: nobody waits
+                loop.call_soon_threadsafe(_settle, future, result, error)
+
+    def stop(self) -> None:
+        """Finish the queued jobs and end the thread."""
+        if self._thread is not None:
+            self._jobs.put(None)
+            self._thread.join()
+            self._thread = None
+
+
 @dataclass
 class SpoolMetrics:
     records: Gauge
@@ -200,7 +274,7 @@ class SpoolReader:
         try:
             (max_id,) = conn.execute("SELECT coalesce(max(id), 0) FROM records").fetchone()
             rows: list[Row] = conn.execute(
-                "SELECT id, model, type, device, seq, ts_ms, recv_ms, payload FROM records"
+                f"SELECT {_COLUMNS} FROM records"
                 " WHERE id > ? AND id <= ? AND (sinks & ?) != 0 ORDER BY id LIMIT ?",
                 (after_id, max_id, 1 << bit, limit),
             ).fetchall()
@@ -236,10 +310,14 @@ class Spool:
         self.supervisor = Supervisor.of(registry)
         self.metrics.limit_bytes.set(max_bytes)
         self.metrics.oldest_age.set_function(self._oldest_age)
+        # Read when scraped, not set per commit (a commit per frame at low rates)
+        self.metrics.records.set_function(lambda: self.record_count)
+        self.metrics.bytes.set_function(lambda: self.byte_count)
+        self.metrics.full.set_function(lambda: 1 if self.is_full() else 0)
 
         directory = os.path.dirname(os.path.abspath(path))
         os.makedirs(directory, exist_ok=True)
-        self._writer_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="spool-writer")
+        self._writer = WriterThread()
         self._conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
         self._conn.execute("PRAGMA journal_mode=WAL")
         self._conn.execute("PRAGMA synchronous=FULL")  # fsync the WAL at every commit
@@ -250,7 +328,6 @@ class Spool:
             self.bits: dict[str, int] = self._assign_bits(sink_names, drop_sinks)
         except BaseException:
             self._conn.close()
-            self._writer_pool.shutdown()
             raise
         self.cursors: dict[str, int] = {
             name: cursor
@@ -270,8 +347,11 @@ class Spool:
         self.byte_count: int = total
         self._oldest_recv_ms: int | None = self._query_oldest()
 
-        # queued groups: (rows with their ids, bytes, waiter)
-        self._pending: list[tuple[list[_Insert], int, asyncio.Future[None]]] = []
+        # The committed tail (module docstring): every committed id > _tail_floor is in _tail.
+        self._tail: list[Row] = []
+        self._tail_floor = self._next_id - 1
+        # queued groups: (rows with their ids, bytes, waiter, the sinks they are routed to)
+        self._pending: list[tuple[list[Row], int, asyncio.Future[None], int]] = []
         self._pending_rows = 0
         self._pending_bytes = 0
         self._wake: asyncio.Event | None = None
@@ -285,9 +365,8 @@ class Spool:
         # between persisting a cursor and deleting). Separate from _dirty_cursors because the
         # group commit also persists cursors, and that must not cancel the deletion.
         self._collect_due = True
-        self._commit_listeners: list[Callable[[], None]] = []
+        self._commit_listeners: list[tuple[int, Callable[[], None]]] = []
         self._stats_lock = threading.Lock()
-        self._update_gauges()
 
     # --- setup ---------------------------------------------------------------------------
 
@@ -299,6 +378,12 @@ class Spool:
         refuse_orphans(owed, drop_sinks)
         known = dict(self._conn.execute("SELECT name, bit FROM sinks").fetchall())
         self._conn.execute("BEGIN IMMEDIATE")
+        if owed:  # rows may go: keep the highest id used (see _delete_confirmed)
+            self._conn.execute(
+                "INSERT OR REPLACE INTO meta SELECT 'last_id', max("
+                " coalesce((SELECT value FROM meta WHERE key = 'last_id'), 0),"
+                " coalesce((SELECT max(id) FROM records), 0))"
+            )
         for name, count in owed.items():
             bit = known.pop(name)
             if count:
@@ -332,8 +417,43 @@ class Spool:
     def reader(self) -> SpoolReader:
         return SpoolReader(self.path)
 
-    def add_commit_listener(self, callback: Callable[[], None]) -> None:
-        self._commit_listeners.append(callback)
+    def add_commit_listener(self, bit: int, callback: Callable[[], None]) -> None:
+        """Call `callback` after each commit that holds a record routed to sink `bit` (a sink
+        nothing is routed to is not woken by every commit to find nothing)."""
+        self._commit_listeners.append((1 << bit, callback))
+
+    def read_committed(self, after_id: int, bit: int, limit: int) -> tuple[list[Row], int] | None:
+        """SpoolReader.read from the committed tail, in the event loop; None when the tail does
+        not hold every committed id after `after_id` (read the database then)."""
+        if after_id < self._tail_floor:
+            return None
+        tail = self._tail
+        start = bisect.bisect_right(tail, after_id, key=_row_id)
+        mask = 1 << bit
+        rows: list[Row] = []
+        for row in tail[start:] if start else tail:
+            if row[8] & mask:
+                rows.append(row)
+                if len(rows) >= limit:
+                    return rows, row[0]
+        last = tail[-1][0] if tail else self._tail_floor
+        return rows, max(last, after_id)
+
+    def _drop_tail(self) -> None:
+        """Empty the tail and move its floor past every id taken: sinks read the database until
+        commits refill it. For a commit whose outcome the tail cannot know (an error, a crash
+        of the committer after COMMIT)."""
+        self._tail.clear()
+        self._tail_floor = self._next_id - 1
+
+    def _trim_tail(self) -> None:
+        """Keep at most TAIL_ROWS rows: the oldest go first (a sink that needs them reads the
+        database)."""
+        tail = self._tail
+        cut = len(tail) - TAIL_ROWS
+        if cut > 0:
+            self._tail_floor = max(self._tail_floor, tail[cut - 1][0])
+            del tail[:cut]
 
     # --- state -------------------------------------------------------------------------
 
@@ -351,11 +471,6 @@ class Spool:
     def is_ready(self) -> bool:
         return self._healthy and not self._closed and not self.is_full()
 
-    def _update_gauges(self) -> None:
-        self.metrics.records.set(self.record_count)
-        self.metrics.bytes.set(self.byte_count)
-        self.metrics.full.set(1 if self.is_full() else 0)
-
     # --- append (group commit) ---------------------------------------------------------
 
     async def append(self, record: Record, sinks_mask: int) -> None:
@@ -371,16 +486,18 @@ class Spool:
         if self._closed:
             raise RuntimeError("spool is closed")
         if self.is_full():
-            self.metrics.full.set(1)
             raise StoreFull(f"spool at its limit ({self.byte_count} of {self.max_bytes} bytes)")
         next_id = self._next_id
-        rows: list[_Insert] = []
+        rows: list[Row] = []
         size = 0
+        routed = 0
         for record, mask in items:
-            size += len(record.payload) + ROW_OVERHEAD_BYTES
+            size += len(record.payload)
+            routed |= mask
             # Record's fields are the row's columns, in order (model ... payload)
             rows.append((next_id, *record, mask))
             next_id += 1
+        size += len(rows) * ROW_OVERHEAD_BYTES
         if not rows:
             return
         # Ids are taken now, in queue order, and commits run in queue order: ids stay increasing
@@ -392,17 +509,17 @@ class Spool:
             # Without the committer no append returns: no frame is ACKed.
             self._committer = self.supervisor.spawn("spool-committer", self._run_committer, critical=True)
         future: asyncio.Future[None] = loop.create_future()
-        self._pending.append((rows, size, future))
+        self._pending.append((rows, size, future, routed))
         self._pending_rows += len(rows)
         self._pending_bytes += size
         assert self._wake is not None
         self._wake.set()
         await future
 
-    def _take_group(self) -> list[tuple[list[_Insert], int, asyncio.Future[None]]]:
+    def _take_group(self) -> list[tuple[list[Row], int, asyncio.Future[None], int]]:
         count = 0
         taken = 0
-        for rows, _, _ in self._pending:
+        for rows, _, _, _ in self._pending:
             if taken and count + len(rows) > self.max_commit_records:
                 break
             count += len(rows)
@@ -420,6 +537,7 @@ class Spool:
         try:
             await self._commit_loop()
         except Exception as exc:
+            self._drop_tail()  # the group may be committed without being in the tail
             for future in self._committing:
                 if not future.done():
                     future.set_exception(RuntimeError(f"spool committer failed: {exc}"))
@@ -436,7 +554,6 @@ class Spool:
         minimum spacing between the starts of two commits (fewer, larger groups).
         """
         assert self._wake is not None
-        loop = asyncio.get_running_loop()
         interval = self.commit_interval_s
         while True:
             await self._wake.wait()
@@ -456,21 +573,26 @@ class Spool:
             group_bytes = sum(entry[1] for entry in group)
             self._last_commit = time.monotonic()
             try:
-                await loop.run_in_executor(self._writer_pool, self._write, rows, cursors)
+                await self._writer.run(self._write, rows, cursors)
             except Exception as exc:
+                self._drop_tail()  # committed or not: the database knows, the tail does not
                 self._pending_bytes -= group_bytes
                 full = _is_disk_full(exc)
                 if not full:
                     self._healthy = False
                     log.error("spool commit failed: %s", exc)
                 error: BaseException = StoreFull(f"disk full: {exc}") if full else exc
-                for _, _, future in group:
+                for _, _, future, _ in group:
                     if not future.done():
                         future.set_exception(error)
                 # Cursor updates are idempotent: keep them for the next commit.
                 for name, cursor in cursors.items():
                     self._dirty_cursors.setdefault(name, cursor)
             else:
+                if rows:
+                    self._tail += rows
+                    if len(self._tail) > TAIL_ROWS:
+                        self._trim_tail()
                 self._healthy = True
                 self.metrics.commit_seconds.observe(time.monotonic() - self._last_commit)
                 self._pending_bytes -= group_bytes
@@ -478,25 +600,28 @@ class Spool:
                 self.byte_count += group_bytes
                 if self._oldest_recv_ms is None and rows:
                     self._oldest_recv_ms = rows[0][6]
-                for _, _, future in group:
+                routed = 0
+                for _, _, future, mask in group:
+                    routed |= mask
                     if not future.done():
                         future.set_result(None)
-                self._update_gauges()
                 if rows:
-                    for callback in self._commit_listeners:
-                        callback()
+                    for bits, callback in self._commit_listeners:
+                        if routed & bits:
+                            callback()
             if self._pending or (self._closed and self._dirty_cursors):
                 self._wake.set()
             elif self._closed:
                 return
 
-    def _write(self, rows: list[_Insert], cursors: dict[str, int]) -> None:
+    def _write(self, rows: list[Row], cursors: dict[str, int]) -> None:
+        # No 'last_id' here: while a row is in the table max(id) says it, and the transaction
+        # that deletes rows records it (_delete_confirmed): a page less per commit.
         conn = self._conn
         conn.execute("BEGIN IMMEDIATE")
         try:
             if rows:
-                conn.executemany("INSERT INTO records VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
-                conn.execute("INSERT OR REPLACE INTO meta VALUES ('last_id', ?)", (rows[-1][0],))
+                conn.executemany(f"INSERT INTO records({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
             if cursors:
                 conn.executemany(
                     "UPDATE sinks SET cursor = ? WHERE name = ?",
@@ -523,10 +648,11 @@ class Spool:
         self._collect_due = False
         cursors, self._dirty_cursors = self._dirty_cursors, {}
         snapshot = dict(self.cursors)
-        loop = asyncio.get_running_loop()
+        tail = self._tail
+        last_id = tail[-1][0] if tail else self._tail_floor
         try:
-            deleted, freed, oldest = await loop.run_in_executor(
-                self._writer_pool, self._delete_confirmed, cursors, snapshot
+            deleted, freed, oldest = await self._writer.run(
+                self._delete_confirmed, cursors, snapshot, last_id
             )
         except Exception:
             self._collect_due = True
@@ -536,17 +662,42 @@ class Spool:
         self.record_count -= deleted
         self.byte_count -= freed
         self._oldest_recv_ms = oldest
-        self._update_gauges()
+        self._forget_confirmed(snapshot)
         return deleted
 
+    def _forget_confirmed(self, cursors: Mapping[str, int]) -> None:
+        """Drop the tail's head rows that every sink they are routed to confirmed."""
+        tail = self._tail
+        # As in _delete_confirmed: between two sorted cursors a row is done when it is routed to
+        # none of the sinks whose cursor is below it. Rows past the highest cursor never are.
+        done = 0
+        pending = 0
+        for cursor, bit in sorted((cursors.get(name, 0), 1 << bit) for name, bit in self.bits.items()):
+            end = bisect.bisect_right(tail, cursor, key=_row_id)
+            index = done
+            if not pending:
+                index = max(done, end)
+            while index < end and not tail[index][8] & pending:
+                index += 1
+            done = index
+            if index < end:  # a row still owed to a sink further behind
+                break
+            pending |= bit
+        if done:
+            self._tail_floor = max(self._tail_floor, tail[done - 1][0])
+            del tail[:done]
+
     def _delete_confirmed(
-        self, cursors: dict[str, int], snapshot: dict[str, int]
+        self, cursors: dict[str, int], snapshot: dict[str, int], last_id: int
     ) -> tuple[int, int, int | None]:
         """Delete rows whose every routed sink's cursor is at or past them.
 
         Sorted cursors c1 <= c2 <= ... cut the id space into ranges. In (c(j-1), c(j)] the sinks
         with cursor < id are exactly sinks 1..j-1: a row there is done when it is routed to none
-        of them. One range-scan DELETE per range.
+        of them. One range-scan DELETE per range. Records 'last_id' (at least the highest
+        committed id) in the same transaction, so the ids taken at open stay above every id ever
+        used even when the table is empty (an id used again would sit below a cursor and never
+        be sent).
         """
         conn = self._conn
         ordered = sorted((snapshot.get(name, 0), bit) for name, bit in self.bits.items())
@@ -571,6 +722,8 @@ class Spool:
                         freed += size + n * ROW_OVERHEAD_BYTES
                     lower = cursor
                 pending_mask |= 1 << bit
+            if deleted:
+                conn.execute("INSERT OR REPLACE INTO meta VALUES ('last_id', ?)", (last_id,))
             conn.execute("COMMIT")
         except BaseException:
             conn.execute("ROLLBACK")
@@ -590,9 +743,8 @@ class Spool:
             await self._committer
         with contextlib.suppress(Exception):
             await self.collect()
-        loop = asyncio.get_running_loop()
-        await loop.run_in_executor(self._writer_pool, self._conn.close)
-        self._writer_pool.shutdown(wait=True)
+        await self._writer.run(self._conn.close)
+        self._writer.stop()
 
     # --- inspection (tests, tools) -----------------------------------------------------
 
@@ -600,8 +752,6 @@ class Spool:
         """All spooled rows in id order (a fresh read connection; safe while running)."""
         conn = sqlite3.connect(self.path)
         try:
-            yield from conn.execute(
-                "SELECT id, model, type, device, seq, ts_ms, recv_ms, payload FROM records ORDER BY id"
-            )
+            yield from conn.execute(f"SELECT {_COLUMNS} FROM records ORDER BY id")
         finally:
             conn.close()

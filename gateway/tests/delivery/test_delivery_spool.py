@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 from prometheus_client import CollectorRegistry
 
+from nanogridata_gateway import spool as spool_module
 from nanogridata_gateway.delivery import DeliveryStore, open_store
 from nanogridata_gateway.delivery_config import parse_delivery_config
 from nanogridata_gateway.records import StoreFull
@@ -305,6 +306,85 @@ def test_kill_9_mid_write_loses_no_acknowledged_record(tmp_path: Path) -> None:
     assert not missing, f"{len(missing)} acknowledged records lost, e.g. {sorted(missing)[:5]}"
 
 
+def test_kill_9_while_a_sink_drains_and_deletes_loses_nothing_and_reuses_no_id(tmp_path: Path) -> None:
+    """SIGKILL while records are appended, delivered from the committed tail and deleted: every
+    acknowledged record reaches the sink (before the kill or after the restart), and records
+    appended after the restart are delivered too (an id used again would sit below the persisted
+    cursor and never be sent: the highest id is recorded in the transaction that deletes)."""
+    out = tmp_path / "out.jsonl"
+    raw = delivery_raw(tmp_path, {"alba": {"type": "jsonl", "path": str(out), "batch_interval_ms": 5}})
+    env = {**os.environ, "PYTHONPATH": str(GATEWAY_SRC)}
+    child = subprocess.Popen(
+        [sys.executable, "-c", _CHILD, json.dumps(raw)], stdout=subprocess.PIPE, env=env, text=True
+    )
+    acked: set[tuple[int, int]] = set()
+    deadline = time.monotonic() + 90
+    try:
+        assert child.stdout is not None
+        # Past the first deletions (every 0.2 s), so the kill lands among appends and deletes.
+        while (len(acked) < 3000 or not out.exists()) and time.monotonic() < deadline:
+            line = child.stdout.readline()
+            if not line:
+                break
+            device, seq = line.split()
+            acked.add((int(device), int(seq)))
+        child.send_signal(signal.SIGKILL)
+        for line in child.stdout:
+            device, seq = line.split()
+            acked.add((int(device), int(seq)))
+    finally:
+        child.kill()
+        child.wait()
+    assert len(acked) >= 3000 and out.exists(), child.returncode
+
+    async def restart() -> None:
+        store, _ = _store(raw)
+        assert store.spool.cursors.get("alba", 0) > 0  # the kill came after deletions
+        await store.start()
+        for seq in range(1, 101):
+            await store.append(make_record(seq, device_id=1000))
+        await wait_for(lambda: store.spool.record_count == 0, 30, "spool to drain")
+        await store.close()
+
+    asyncio.run(restart())
+    stored = {(r["deviceId"], r["seq"]) for r in map(json.loads, out.read_text().splitlines())}
+    missing = (acked | {(1000, seq) for seq in range(1, 101)}) - stored
+    assert not missing, f"{len(missing)} acknowledged records lost, e.g. {sorted(missing)[:5]}"
+
+
+def test_a_sink_behind_the_committed_tail_reads_the_database(
+    tmp_path: Path, collector: Collector, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A collector down while more records arrive than the tail keeps: the sink catches up from
+    the database, then from the tail again, and every record arrives."""
+    monkeypatch.setattr(spool_module, "TAIL_ROWS", 16)
+    collector.status = 503
+    sink = {
+        "type": "http_json",
+        "url": collector.url,
+        "batch_size": 7,
+        "retry_initial_ms": 20,
+        "retry_max_ms": 50,
+    }
+    raw = delivery_raw(tmp_path, {"alba": sink})
+
+    async def run() -> None:
+        store, _ = _store(raw)
+        await store.start()
+        for seq in range(1, 201):
+            await store.append(make_record(seq))
+        assert len(store.spool._tail) <= 16
+        collector.status = 200
+        await wait_for(lambda: store.spool.record_count == 0, 30, "the backlog delivered")
+        for seq in range(201, 251):  # caught up: from the tail again
+            await store.append(make_record(seq))
+        await wait_for(lambda: store.spool.record_count == 0, 30, "the new records delivered")
+        await store.close()
+
+    asyncio.run(run())
+    assert sorted({r["seq"] for r in collector.records}) == list(range(1, 251))
+
+
 @pytest.mark.parametrize("frame_type", [0x04])
 def test_commands_go_to_the_local_handler(
     tmp_path: Path, frame_type: int, caplog: pytest.LogCaptureFixture
@@ -387,3 +467,37 @@ def test_confirmed_records_are_deleted_even_when_a_commit_persisted_the_cursor_f
         await spool.close()
 
     asyncio.run(reopen())
+
+
+def test_the_committed_tail_keeps_rows_only_until_every_routed_sink_confirmed(tmp_path: Path) -> None:
+    """Memory: a row leaves the tail when every sink it is routed to confirmed it (a sink it is not
+    routed to may lag behind), in id order, and the tail is empty once everything is confirmed.
+    What the tail no longer holds, a sink reads from the database."""
+    spool = Spool(str(tmp_path / "spool.db"), ["a", "b"], 1 << 30, 3600.0, 0.0, 1000, CollectorRegistry())
+    a, b = 1 << spool.bits["a"], 1 << spool.bits["b"]
+
+    async def run() -> None:
+        masks = [a, b, a, a | b, a]  # ids 1..5
+        await spool.append_many([(make_record(seq), mask) for seq, mask in enumerate(masks, 1)])
+        tail_ids = lambda: [row[0] for row in spool._tail]  # noqa: E731
+        assert tail_ids() == [1, 2, 3, 4, 5]
+        spool.confirm("a", 5)
+        await spool.collect()
+        assert tail_ids() == [2, 3, 4, 5]  # 2 is owed to b (cursor 0)
+        spool.confirm("b", 2)
+        await spool.collect()
+        assert tail_ids() == [4, 5]  # 3 is a's only; 4 is still owed to b
+        assert spool.read_committed(0, spool.bits["b"], 10) is None  # below the tail: the database
+        reader = spool.reader()
+        rows, _ = reader.read(2, spool.bits["b"], 10)  # 5 was a's only: deleted from the database
+        reader.close()
+        assert [row[0] for row in rows] == [4]
+        assert spool.read_committed(4, spool.bits["b"], 10) == ([], 5)  # past the database's end
+        got = spool.read_committed(3, spool.bits["a"], 10)
+        assert got is not None and [row[0] for row in got[0]] == [4, 5] and got[1] == 5
+        spool.confirm("b", 5)
+        await spool.collect()
+        assert tail_ids() == [] and spool.record_count == 0
+        await spool.close()
+
+    asyncio.run(run())

@@ -30,7 +30,8 @@ def test_a_crashed_sink_worker_is_restarted_and_delivers_everything(
     readers: list[Any] = []
 
     class FailingOnce:
-        """alba's first read fails, as a bug or an I/O error in the worker would."""
+        """alba's first read fails, as a bug or an I/O error in the worker would (whether it reads
+        the database or the committed tail)."""
 
         def __init__(self) -> None:
             self.inner = real_reader()
@@ -45,6 +46,15 @@ def test_a_crashed_sink_worker_is_restarted_and_delivers_everything(
             self.inner.close()
 
     store.spool.reader = FailingOnce  # type: ignore[assignment,method-assign]
+    real_read_committed = store.spool.read_committed
+
+    def read_committed_failing_once(after_id: int, bit: int, limit: int) -> Any:
+        """The same fault where a worker that keeps up reads: the committed tail."""
+        if bit == alba_bit and faults:
+            raise faults.pop()
+        return real_read_committed(after_id, bit, limit)
+
+    store.spool.read_committed = read_committed_failing_once  # type: ignore[method-assign]
 
     async def run() -> None:
         await store.start()

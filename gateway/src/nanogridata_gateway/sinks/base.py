@@ -190,7 +190,7 @@ class SinkWorker:
         self._m_last = metrics.last_success.labels(name)
         for result in ("ok", "retry", "dead_letter"):
             metrics.batches.labels(name, result)
-        spool.add_commit_listener(self._new_data.set)
+        spool.add_commit_listener(self.bit, self._new_data.set)
 
     def start(self) -> None:
         # Restart is safe: _run re-reads from the confirmed cursor (at-least-once re-send), and
@@ -238,9 +238,13 @@ class SinkWorker:
                     limit.release()
                     break
                 self._new_data.clear()
-                rows, scanned = await loop.run_in_executor(
-                    self._pool, reader.read, read_pos, self.bit, cfg.batch_size
-                )
+                # From memory while this sink keeps up; from the database when it is behind.
+                got = self.spool.read_committed(read_pos, self.bit, cfg.batch_size)
+                if got is None:
+                    got = await loop.run_in_executor(
+                        self._pool, reader.read, read_pos, self.bit, cfg.batch_size
+                    )
+                rows, scanned = got
                 if rows and len(rows) < cfg.batch_size and interval_s > 0:
                     # Partial batch: let it fill for up to batch_interval after its oldest record.
                     wait = interval_s - (time.time() - rows[0][6] / 1000)

@@ -137,7 +137,7 @@ def influx_line_row(row: Row, measurement_prefix: str, text_fields: bool = False
     """One point from a spool row: measurement per model, tags device/model (and type when not
     TELEMETRY), the payload map's scalar values as fields, the frame's timestamp in ns.
     None when the payload has no field a time-series database can store."""
-    _, model_id, frame_type, device_id, _, timestamp_ms, _, payload_bytes = row
+    _, model_id, frame_type, device_id, _, timestamp_ms, _, payload_bytes, _ = row
     try:
         payload = cbor2.loads(payload_bytes)
     except Exception:
@@ -169,5 +169,6 @@ def influx_line(record: Record, measurement_prefix: str, text_fields: bool = Fal
         record.timestamp_ms,
         record.received_ms,
         record.payload,
+        0,
     )
     return influx_line_row(row, measurement_prefix, text_fields)
