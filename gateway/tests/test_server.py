@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import os
 import re
+import socket
 from collections.abc import Coroutine
 from pathlib import Path
 from typing import Any
@@ -14,7 +15,7 @@ import uvloop
 
 from nanogridata_gateway.protocol import REASONS, AckStatus
 
-from ingest_support import Device, http_get, make_config, now_ms, running_gateway
+from ingest_support import Device, http_get, make_config, now_ms, running_gateway, wait_until
 
 
 def metric(text: str, name: str, **labels: str) -> float:
@@ -95,6 +96,24 @@ def test_busy_then_retransmission_is_stored_not_duplicate(tmp_path: Path) -> Non
             await dev.send(frame)
             assert (await dev.acks(1))[0].status == AckStatus.OK
             assert len(store.records) == 1
+            await dev.close()
+
+    run(scenario())
+
+
+def test_device_sockets_send_without_nagle(tmp_path: Path) -> None:
+    """An ACK leaves at once: the server's side of a device connection has TCP_NODELAY (the
+    event loop sets it; the server relies on that rather than setting it per connection)."""
+
+    async def scenario() -> None:
+        async with running_gateway(make_config(tmp_path)) as (gw, _):
+            dev = Device(10)
+            await dev.connect(gw.server.port)
+            await wait_until(lambda: gw.server.connections, "the connection is accepted")
+            (conn,) = gw.server.connections
+            assert conn.transport is not None
+            sock = conn.transport.get_extra_info("socket")
+            assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) != 0
             await dev.close()
 
     run(scenario())

@@ -38,17 +38,20 @@ import re
 import struct
 import time
 from collections.abc import Collection, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import aiohttp
-from aiohttp import web
-from aiohttp.http_exceptions import HttpProcessingError
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from .delivery_config import NODE_NAME_RE, PeerConfig
 from .records import ReplayGuard
 from .spool import wait_event
 from .supervise import Supervisor
+
+# aiohttp is imported where it is used: only a gateway with a peer runs this module's HTTP server
+# and client, and aiohttp costs a gateway without a peer megabytes of resident memory for nothing.
+if TYPE_CHECKING:
+    import aiohttp
+    from aiohttp import web
 
 log = logging.getLogger(__name__)
 
@@ -87,6 +90,8 @@ class _HttpErrorLog(logging.LoggerAdapter):  # type: ignore[type-arg]
         self._peer = peer
 
     def log(self, level: int, msg: object, *args: object, **kwargs: Any) -> None:
+        from aiohttp.http_exceptions import HttpProcessingError  # noqa: PLC0415 - see the note at the imports
+
         exc = kwargs.get("exc_info")
         if isinstance(exc, HttpProcessingError):
             self._refused.labels(self._peer, "bad_http").inc()
@@ -268,6 +273,8 @@ class PeerSync:
                 backoff = min(5.0, backoff * 2)
 
     async def _post(self, body: bytes) -> bool:
+        import aiohttp  # noqa: PLC0415 - see the note at the imports
+
         cfg = self.config
         if self._session is None:
             self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=cfg.timeout_s))
@@ -299,6 +306,8 @@ class PeerSync:
     # --- incoming ----------------------------------------------------------------------
 
     async def _handle(self, request: web.Request) -> web.Response:
+        from aiohttp import web  # noqa: PLC0415 - see the note at the imports
+
         try:
             check_headers(request.headers)  # junk is refused before its body is read
             body = await request.read()
@@ -344,6 +353,8 @@ class PeerSync:
     # --- lifecycle ---------------------------------------------------------------------
 
     async def start(self) -> None:
+        from aiohttp import web  # noqa: PLC0415 - see the note at the imports
+
         app = web.Application(client_max_size=ENTRY.size * self.config.max_batch + 1024)
         app.router.add_post(PATH, self._handle)
         self._runner = web.AppRunner(

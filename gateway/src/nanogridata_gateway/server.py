@@ -11,9 +11,7 @@ closed-loop load a read carries several frames.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-import socket
 import time
 from collections.abc import Callable
 from typing import Any, cast
@@ -81,10 +79,8 @@ class DeviceConnection(asyncio.Protocol):
         srv.metrics.connections_active += 1
         high = srv.config.max_write_buffer_bytes
         self.transport.set_write_buffer_limits(high=high, low=high // 4)
-        sock = self.transport.get_extra_info("socket")
-        if sock is not None:
-            with contextlib.suppress(OSError):
-                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        # No TCP_NODELAY here: uvloop and asyncio both set it on every accepted TCP socket, and
+        # asking the transport for its socket would keep a socket object alive per connection.
 
     def connection_lost(self, exc: Exception | None) -> None:
         if self in self.server.connections:

@@ -143,7 +143,7 @@ class DeviceSession:
         self.peer = peer  # the device's address; behind a proxy, the one its PROXY header declares
         self.owner = owner  # the I/O layer's object of this connection: ACKs owed to it go there
         self.source: str | None = None  # the address counted in ctx.sources
-        self._stream = FrameStream()
+        self._stream: FrameStream | None = None  # made by the first bytes: idle devices cost less
         self._proxy_buf: bytes | None = b"" if ctx.config.proxy_protocol != "off" else None
         self._tokens = float(ctx.config.rate_limit_burst)  # spent once per read
         self._last_refill = 0.0
@@ -212,6 +212,8 @@ class DeviceSession:
             data = buf[consumed:]
             completed = True
         stream = self._stream
+        if stream is None:
+            stream = self._stream = FrameStream()
         items = stream.feed(data) if data else []
         self.deadlines.read(now, completed=completed or bool(items), partial=stream.in_frame)
         got = self._frames(items, now) if items else NOTHING
