@@ -74,7 +74,7 @@ class DeviceConnection(asyncio.Protocol):
         if refused is not None:
             self._refuse(refused)
             return
-        srv.connections.add(self)
+        srv.connections[self] = None
         srv.metrics.connections_total += 1
         srv.metrics.connections_active += 1
         high = srv.config.max_write_buffer_bytes
@@ -83,8 +83,9 @@ class DeviceConnection(asyncio.Protocol):
         # asking the transport for its socket would keep a socket object alive per connection.
 
     def connection_lost(self, exc: Exception | None) -> None:
-        if self in self.server.connections:
-            self.server.connections.discard(self)
+        connections = self.server.connections
+        if self in connections:
+            del connections[self]
             self.server.metrics.connections_active -= 1
         self.session.closed()
 
@@ -200,7 +201,9 @@ class IngestServer:
         self.store = store
         self.metrics = metrics
         self.sessions = SessionContext(config, verifier, metrics, clock_ms)
-        self.connections: set[DeviceConnection] = set()
+        # The open connections, a dict used as a set: a set's table at 5,000 entries is three
+        # times the size of a dict's (a set grows fourfold at 60 % full, a dict threefold at 2/3).
+        self.connections: dict[DeviceConnection, None] = {}
         self.draining = False
         self.drained = asyncio.Event()
         self.started_at = time.time()

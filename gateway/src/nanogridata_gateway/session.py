@@ -54,6 +54,7 @@ class SessionContext:
     """What the sessions of one server share."""
 
     __slots__ = (
+        "burst",
         "clock_ms",
         "config",
         "inflight_keys",
@@ -76,6 +77,7 @@ class SessionContext:
         self.metrics = metrics
         self.clock_ms = clock_ms  # wall clock: the timestamp window, the records, the ACKs
         self.sources = SourceCounts(config.max_connections_per_source)
+        self.burst = float(config.rate_limit_burst)  # one float object for every session's bucket
         self.timeouts = Timeouts(config.idle_timeout_s, config.frame_timeout_s, config.write_stall_timeout_s)
         # Frames on their way to the store, on any connection: a copy that arrives meanwhile is
         # not stored twice.
@@ -145,7 +147,7 @@ class DeviceSession:
         self.source: str | None = None  # the address counted in ctx.sources
         self._stream: FrameStream | None = None  # made by the first bytes: idle devices cost less
         self._proxy_buf: bytes | None = b"" if ctx.config.proxy_protocol != "off" else None
-        self._tokens = float(ctx.config.rate_limit_burst)  # spent once per read
+        self._tokens = ctx.burst  # spent once per read
         self._last_refill = 0.0
         self._closing = False  # a close was asked for: nothing more is read
         self.deadlines = ConnectionDeadlines(0.0)
@@ -231,9 +233,9 @@ class DeviceSession:
         """Token bucket: refill for the time since the last read; the tokens now available.
         Every frame of a read arrived at the same time, so it is refilled once per read."""
         tokens = self._tokens + (now - self._last_refill) * rate
-        burst = self._ctx.config.rate_limit_burst
+        burst = self._ctx.burst
         self._last_refill = now
-        return tokens if tokens < burst else float(burst)
+        return tokens if tokens < burst else burst
 
     def _frames(self, items: list[bytes | Reject], now: float) -> Received:
         """Verify the frames of one read; answer the refused ones, keep the accepted ones in flight."""
