@@ -53,14 +53,14 @@ STAMP_RE='^[0-9]{8}T[0-9]{6}Z$'
 check_keep() { [[ "$1" =~ ^[1-9][0-9]*$ ]] || node_bad "--keep '$1': want a whole number >= 1 (backups to keep)"; }
 
 # prune DIR N: delete all but the newest N backups in DIR. Only entries named by a UTC stamp (a
-# folder with a MANIFEST, or a sealed .tar.age/.tar.gpg with its .sha256) are candidates.
+# folder with a MANIFEST, or a sealed .tar.age with its .sha256) are candidates.
 prune() {
   local dir="$1" keep="$2" entries=() e n
   mapfile -t entries < <(find "$dir" -mindepth 1 -maxdepth 1 -printf '%f\n' | LC_ALL=C sort)
   local backups=()
   for e in "${entries[@]}"; do
     if [[ -d "$dir/$e" && -f "$dir/$e/MANIFEST" && "$e" =~ $STAMP_RE ]]; then backups+=("$e")
-    elif [[ "$e" =~ ^([0-9]{8}T[0-9]{6}Z)\.tar\.(age|gpg)$ ]]; then backups+=("$e"); fi
+    elif [[ "$e" =~ ^[0-9]{8}T[0-9]{6}Z\.tar\.age$ ]]; then backups+=("$e"); fi
   done
   n=${#backups[@]}
   ((n > keep)) || return 0
@@ -276,8 +276,8 @@ node_backup() {
 store_check() {
   local dir="$1" env="$2" keep="$3" textfile_dir="$4" newest
   [[ -d "$dir" ]] || node_bad "--dir $dir does not exist"
-  newest=$(find "$dir" -mindepth 1 -maxdepth 1 \( -type d -o -name '*.tar.age' -o -name '*.tar.gpg' \) -printf '%f\n' \
-    | grep -E '^[0-9]{8}T[0-9]{6}Z(\.tar\.(age|gpg))?$' | LC_ALL=C sort | tail -1)
+  newest=$(find "$dir" -mindepth 1 -maxdepth 1 \( -type d -o -name '*.tar.age' \) -printf '%f\n' \
+    | grep -E '^[0-9]{8}T[0-9]{6}Z(\.tar\.age)?$' | LC_ALL=C sort | tail -1)
   [[ -n "$newest" ]] || node_die "no backup in $dir"
   if [[ -d "$dir/$newest" ]]; then
     (cd "$dir/$newest" && sha256sum --quiet -c SHA256SUMS) || node_die "checksums of $dir/$newest do not match after the copy"
@@ -288,7 +288,7 @@ store_check() {
   fi
   prune "$dir" "$keep"
   local kept
-  kept=$(find "$dir" -mindepth 1 -maxdepth 1 -printf '%f\n' | grep -cE '^[0-9]{8}T[0-9]{6}Z(\.tar\.(age|gpg))?$' || true)
+  kept=$(find "$dir" -mindepth 1 -maxdepth 1 -printf '%f\n' | grep -cE '^[0-9]{8}T[0-9]{6}Z(\.tar\.age)?$' || true)
   [[ -z "$textfile_dir" ]] || write_metrics "$textfile_dir" offhost "ngd_backup_offhost_$env" "env=\"$env\"" \
     "$(date +%s)" "$(du -sb "$dir/$newest" | cut -f1)" 0 "$kept"
   node_log "off-host copy $dir/$newest verified; $kept kept"
@@ -349,7 +349,7 @@ while (($#)); do
       [[ "${2:-}" =~ ^age1[0-9a-z]{58}$ ]] || { usage >&2; echo "ERROR: --age-recipient '${2:-}': want an age public key (age1..., from age-keygen)" >&2; exit 2; }
       RECIPIENTS+=("$2"); shift 2 ;;
     --gpg-recipient)
-      echo "ERROR: --gpg-recipient is gone: backups are encrypted with age (--age-recipient age1...; see docs/operations.md)" >&2; exit 2 ;;
+      echo "ERROR: --gpg-recipient: backups are encrypted with age only: --age-recipient age1... (docs/operations.md)" >&2; exit 2 ;;
     -h|--help) usage; exit 0 ;;
     -*) usage >&2; echo "ERROR: unknown option: $1" >&2; exit 2 ;;
     *) [[ -z "$ENV_NAME" ]] || die "one environment only (got '$ENV_NAME' and '$1')"; ENV_NAME=$1; shift ;;
