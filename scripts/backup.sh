@@ -177,8 +177,10 @@ backup_gateway() {
       [[ -f "$state/$f" ]] && cp -p "$state/$f" "$stage/root/var/lib/nanogridata/$f"
     done
   fi
+  local rel_spool=""
   if [[ -f "$spool" ]]; then
-    local rel_spool="${spool#"$FS_ROOT"/}" info
+    local info
+    rel_spool="${spool#"$FS_ROOT"/}"
     mkdir -p "$stage/root/$(dirname "$rel_spool")"
     GW_INFO+=("spool_snapshot_unix=$(date +%s.%N)")
     info=$(snapshot_spool "$spool" "$stage/root/$rel_spool") || node_die "spool snapshot of $spool failed: $info"
@@ -191,7 +193,13 @@ backup_gateway() {
     GW_INFO+=("spool_integrity=ok")
     node_log "spool snapshot: $info (integrity_check ok)"
   fi
-  tar -C "$stage/root" -czf "$out/gateway.tar.gz" . || node_die "packing the gateway state failed"
+  # Named paths, not ".": unpacked at / by restore.sh, the staging directories' own modes must
+  # not land on /, /etc or /var/lib.
+  local packed=()
+  for f in etc/nanogridata var/lib/nanogridata; do [[ -e "$stage/root/$f" ]] && packed+=("$f"); done
+  # A spool configured outside the state directory.
+  [[ -z "$rel_spool" || "$rel_spool" == var/lib/nanogridata/* ]] || packed+=("$rel_spool")
+  tar -C "$stage/root" -czf "$out/gateway.tar.gz" "${packed[@]}" || node_die "packing the gateway state failed"
   if ((${#secrets[@]})); then
     if ((${#recipients[@]})); then
       local args=() r
