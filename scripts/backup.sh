@@ -146,21 +146,19 @@ backup_gateway() {
   local recipients=("$@") etc="$FS_ROOT/etc/nanogridata" state="$FS_ROOT/var/lib/nanogridata" spool
   stage="$out/.stage"
   rm -rf "$stage"
-  mkdir -p "$stage/root" "$stage/secrets"
+  mkdir -p "$stage/root"
   GW_INFO=()
-  # Config: secrets apart.
+  # Config: the secrets are never copied in clear, not even into the staging directory.
   local f rel secrets=()
   if [[ -d "$etc" ]]; then
-    mkdir -p "$stage/root/etc"
-    cp -a "$etc" "$stage/root/etc/"
     while IFS= read -r -d '' f; do
-      rel=${f#"$stage/root/"}
-      if is_secret "$FS_ROOT/$rel"; then
-        secrets+=("$rel")
-        mkdir -p "$stage/secrets/$(dirname "$rel")"
-        mv "$f" "$stage/secrets/$rel"
-      fi
-    done < <(find "$stage/root/etc/nanogridata" -type f -print0)
+      rel=${f#"$FS_ROOT"/}
+      is_secret "$f" && secrets+=("$rel")
+    done < <(find "$etc" -type f -print0)
+    : >"$stage/secrets.list"
+    ((${#secrets[@]} == 0)) || printf '%s\n' "${secrets[@]}" >"$stage/secrets.list"
+    tar -C "${FS_ROOT:-/}" --exclude-from="$stage/secrets.list" -cf - etc/nanogridata \
+      | tar -C "$stage/root" -xpf - || node_die "copying $etc failed"
   fi
   # State: everything but the files that need a consistent copy, as it is (the archive sink's
   # file is append-only: a copy is a prefix of it, at worst with a torn last line).
@@ -204,7 +202,7 @@ backup_gateway() {
     if ((${#recipients[@]})); then
       local args=() r
       for r in "${recipients[@]}"; do args+=(-r "$r"); done
-      tar -C "$stage/secrets" -cf - . | age "${args[@]}" -o "$out/secrets.tar.age" \
+      tar -C "${FS_ROOT:-/}" -cf - "${secrets[@]}" | age "${args[@]}" -o "$out/secrets.tar.age" \
         || node_die "age could not encrypt the secrets"
       GW_INFO+=("secrets=encrypted(age):${secrets[*]}")
     else
