@@ -78,7 +78,8 @@ rm -f "$STOP" "$WORK/load.jsonl"
 (
   for ((i = 0; i < 60; i++)); do
     [[ -e "$STOP" ]] && exit 0
-    report=$(sim --devices 5 --device-base $((LOAD_BASE + i * 10)) --rate 25 --duration 4 --drain 10 2>>"$WORK/load.err") || true
+    report=$(sim --devices 5 --device-base $((LOAD_BASE + i * 10)) --rate 25 --duration 4 --drain 10 2>>"$WORK/load.err" \
+      | grep '^{' | tail -1) || true
     [[ "$report" == "{"* ]] || report='{"sent": 0, "acked": 0, "lost": 0}'
     python3 -c 'import json, sys, time; r = json.loads(sys.argv[1]); r.update(run=int(sys.argv[2]), base=int(sys.argv[3]), ended=time.time()); print(json.dumps(r))' \
       "$report" "$i" "$((LOAD_BASE + i * 10))" >>"$WORK/load.jsonl"
@@ -113,11 +114,12 @@ ok "backup under load: $(du -h "$BACKUP" | cut -f1) sealed in ${BACKUP_S}s; spoo
 
 # --- 2. a corrupted copy is refused -------------------------------------------------------------
 cp "$BACKUP" "$WORK/corrupt.tar.age"
-cp "$BACKUP.sha256" "$WORK/corrupt.tar.age.sha256"
-sed -i "s/ .*/ corrupt.tar.age/" "$WORK/corrupt.tar.age.sha256"
+printf '%s  corrupt.tar.age\n' "$(cut -d' ' -f1 "$BACKUP.sha256")" >"$WORK/corrupt.tar.age.sha256"
 printf 'x' >>"$WORK/corrupt.tar.age"
-./scripts/restore.sh lab "$WORK/corrupt.tar.age" --identity "$WORK/key.txt" --yes >/dev/null 2>&1 \
+./scripts/restore.sh lab "$WORK/corrupt.tar.age" --identity "$WORK/key.txt" --yes >"$WORK/corrupt.log" 2>&1 \
   && fail "restore.sh accepted a backup whose checksum does not match"
+grep -q "does not match its .sha256" "$WORK/corrupt.log" \
+  || fail "restore.sh refused the corrupted copy, but not for its checksum: $(tail -3 "$WORK/corrupt.log")"
 
 # --- 3. destroy ---------------------------------------------------------------------------------
 secret_sum() { in_lab "$1" sha256sum /etc/nanogridata/secrets.toml | cut -d' ' -f1; }
