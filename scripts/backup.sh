@@ -200,6 +200,9 @@ backup_gateway() {
   tar -C "$stage/root" -czf "$out/gateway.tar.gz" "${packed[@]}" || node_die "packing the gateway state failed"
   if ((${#secrets[@]})); then
     if ((${#recipients[@]})); then
+      # Only where there are secrets: the other servers need no age.
+      command -v age >/dev/null \
+        || node_bad "an age recipient is configured but age is not installed on $(hostname): apt-get install age (the backup role installs it)"
       local args=() r
       for r in "${recipients[@]}"; do args+=(-r "$r"); done
       tar -C "${FS_ROOT:-/}" -cf - "${secrets[@]}" | age "${args[@]}" -o "$out/secrets.tar.age" \
@@ -217,8 +220,6 @@ node_backup() {
   local out="$1" vm_port="$2" prom_port="$3" am_port="$4" keep="$5" textfile_dir="$6" parts=() skipped=()
   shift 6
   local recipients=("$@") t0=$SECONDS
-  ((${#recipients[@]} == 0)) || command -v age >/dev/null \
-    || node_bad "an age recipient is configured but age is not installed on $(hostname): apt-get install age (the backup role installs it)"
   mkdir -p "$out"
   chmod 700 "$out"
   GW_INFO=()
