@@ -12,11 +12,12 @@ Usage: ${0##*/} ENV BACKUP [--host NAME]... [--identity FILE] [--verify-only] [-
 BACKUP is the directory scripts/backup.sh wrote, or its encrypted archive (.tar.age / .tar.gpg,
 with the .sha256 file next to it).
   --host NAME     restore only this server (repeatable; default: every server in the backup)
-  --identity FILE age identity file for an .age archive (GPG uses its own keyring)
+  --identity FILE age identity file: decrypts an .age archive and the servers' encrypted secrets
+                  (secrets.tar.age), on this machine; without it the servers keep their secrets
   --verify-only   check the checksums and stop
   --yes           no typed confirmation
-On a server, every part found is restored: gateway config, secrets and state (the gateway is
-stopped meanwhile), the VictoriaMetrics and Prometheus data (replaced by the snapshot; the old
+On a server, every part found is restored: gateway config and state, secrets when decrypted (the
+gateway is stopped meanwhile), the VictoriaMetrics and Prometheus data (replaced by the snapshot; the old
 data is kept beside it as *.before-restore), the Alertmanager silences still active.
 USAGE
 }
@@ -53,7 +54,19 @@ node_restore() {
     rm -rf /var/lib/nanogridata.before-restore
     [[ -d /var/lib/nanogridata ]] && mv /var/lib/nanogridata /var/lib/nanogridata.before-restore
     tar -C / -xzpf "$from/gateway.tar.gz"
-    if systemctl cat nanogridata-gateway >/dev/null 2>&1; then systemctl start nanogridata-gateway; fi
+    # secrets.tar: decrypted by restore.sh ENV on the operator's machine (the age identity never
+    # comes to a server). Without it the node keeps the secrets it has (deploy.sh renders them).
+    if [[ -f "$from/secrets.tar" ]]; then
+      tar -C / -xpf "$from/secrets.tar"
+      rm -f "$from/secrets.tar"
+      done_parts+=(secrets)
+    elif [[ -f "$from/secrets.tar.age" ]]; then
+      node_log "WARNING: the secrets in this backup are encrypted and were not decrypted (restore.sh ENV --identity FILE): kept the node's own" >&2
+    fi
+    if systemctl cat nanogridata-gateway >/dev/null 2>&1; then
+      systemctl start nanogridata-gateway \
+        || node_die "the gateway does not start after the restore (journalctl -u nanogridata-gateway; missing secrets? restore.sh ENV --identity FILE, or deploy.sh ENV renders them from the vault)"
+    fi
     done_parts+=(gateway)
   fi
   if [[ -f "$from/victoriametrics-snapshot.tar.gz" ]]; then
@@ -167,6 +180,22 @@ for h in "${HOSTS[@]}"; do
 done
 ok "checksums match: ${HOSTS[*]}"
 ((VERIFY_ONLY)) && { steps_done; exit 0; }
+# What goes to the servers: a private copy (decrypted secrets must never land in the backup).
+if [[ "$DIR" != "$WORK"/* ]]; then
+  mkdir -m 700 "$WORK/backup"
+  for h in "${HOSTS[@]}"; do cp -a "$DIR/$h" "$WORK/backup/"; done
+  DIR="$WORK/backup"
+fi
+for h in "${HOSTS[@]}"; do
+  [[ -f "$DIR/$h/secrets.tar.age" ]] || continue
+  if [[ -n "$IDENTITY" ]]; then
+    require_cmd age "apt-get install age"
+    age -d -i "$IDENTITY" -o "$DIR/$h/secrets.tar" "$DIR/$h/secrets.tar.age" \
+      || die "age could not decrypt $h's secrets with $IDENTITY"
+  else
+    warn "$h: its secrets are encrypted and no --identity was given: $h keeps the secrets it has"
+  fi
+done
 confirm "Restore ${HOSTS[*]} of $ENV_NAME from $(basename "$BACKUP") (their current state is replaced)." "$ENV_NAME"
 
 step "restore ${HOSTS[*]}"

@@ -10,9 +10,10 @@
 #   3c. the runbooks' commands (scripts/ops/runbook_check.py): every shell command of
 #      docs/runbooks/*.md runs against the deployed lab (read-only ones) or is checked for what it
 #      names (the rest); a wrong command, path, unit, journal tag or metric name fails
-#   4. backup.sh lab; the gateways' replay state and secrets and the collector's data are destroyed;
-#      restore.sh brings them back: an old frame is refused as a duplicate again, and the points
-#      sent before the backup are queryable again.
+#   4. scripts/ops/backup_drill.sh: backup.sh lab under write load; the gateways' replay state,
+#      spool and secrets and the collector's data are destroyed; restore.sh (timed: the RTO) brings
+#      them back: 0 frames lost of those acknowledged before the backup's spool snapshot, an old
+#      frame refused as a duplicate again, the secrets back.
 # Prints the measured durations. Runs in its own lab "deploy" (172.30.59.0/24), never in the lab
 # "lab" people work in; the lab is kept for the next run (cheap re-run) unless
 # NGD_DEPLOY_CI_DOWN=1. NGD_DEPLOY_CI_FRESH=1 starts from `lab.sh down` (a cold deploy).
@@ -215,46 +216,11 @@ timed "runbook commands (docs/runbooks)" python3 scripts/ops/runbook_check.py --
   --inventory "$REPO_ROOT/.lab/$NGD_LAB/hosts.yml" --prometheus-port "$(ops_port ngd_prometheus_port)" \
   || fail "a runbook command is wrong (FAIL lines above): fix the doc, or mark it as its top explains"
 
-# --- 4. backup / restore round trip ---------------------------------------------------------------
-REPLAY_DEVICE=$((1000000 + $(date +%s) % 1000000)) REPLAY_SEQ=$(( $(date +%s) ))
-first=$(sim --devices 1 --device-base "$REPLAY_DEVICE" --seq-start "$REPLAY_SEQ" --max-frames 3 --rate 10 --duration 5)
-python3 -c 'import json,sys; r=json.loads(sys.argv[1]); sys.exit(0 if r["acked_ok"] == 3 and r["lost"] == 0 else 1)' "$first" \
-  || fail "the frames before the backup were not all accepted: $first"
-series_query="http://127.0.0.1:$(ops_port ngd_victoriametrics_port)/api/v1/series?match[]=%7Bdevice%3D%22$REPLAY_DEVICE%22%7D"
-points() { in_lab collector curl -fsS "$series_query" | python3 -c 'import json,sys; print(len(json.load(sys.stdin)["data"]))'; }
-for ((i = 0; i < 30; i++)); do [[ "$(points)" -gt 0 ]] && break; sleep 1; done
-[[ "$(points)" -gt 0 ]] || fail "the frames of device $REPLAY_DEVICE never reached VictoriaMetrics"
-
-BACKUP_ROOT="$WORK/backups"
-timed "backup.sh lab" env NGD_BACKUP_ROOT="$BACKUP_ROOT" ./scripts/backup.sh lab || fail "backup.sh lab failed"
-BACKUP=$(find "$BACKUP_ROOT/lab" -mindepth 1 -maxdepth 1 -type d | head -1)
-[[ -n "$BACKUP" ]] || fail "backup.sh wrote nothing under $BACKUP_ROOT/lab"
-for h in gw-a gw-b collector; do
-  [[ -f "$BACKUP/$h/SHA256SUMS" ]] || fail "the backup has no checksummed folder for $h"
-done
-
-# A corrupted copy must be refused before anything is touched.
-cp -a "$BACKUP" "$WORK/corrupt"
-printf 'x' >>"$WORK/corrupt/gw-b/gateway.tar.gz"
-./scripts/restore.sh lab "$WORK/corrupt" --yes >/dev/null 2>&1 && fail "restore.sh accepted a backup whose checksum does not match"
-
-secret_sum() { in_lab "$1" sha256sum /etc/nanogridata/secrets.toml | cut -d' ' -f1; }
-sum_before=$(secret_sum gw-b)
-log "destroying the gateways' replay state, gw-b's secrets and the collector's data"
-for h in gw-a gw-b; do
-  in_lab "$h" sh -c 'systemctl stop nanogridata-gateway && rm -rf /var/lib/nanogridata/*'
-done
-in_lab gw-b rm -f /etc/nanogridata/secrets.toml
-in_lab collector sh -c 'systemctl stop victoria-metrics && rm -rf /var/lib/victoria-metrics/* && systemctl start victoria-metrics'
-sleep 2
-[[ "$(points)" == 0 ]] || fail "the collector still has device $REPLAY_DEVICE after its data was destroyed"
-
-timed "restore.sh lab" ./scripts/restore.sh lab "$BACKUP" --yes || fail "restore.sh lab failed"
-[[ "$(secret_sum gw-b)" == "$sum_before" ]] || fail "gw-b's secrets are not the backed-up ones after the restore"
-[[ "$(points)" -gt 0 ]] || fail "the points of device $REPLAY_DEVICE are not queryable after the restore"
-again=$(sim --devices 1 --device-base "$REPLAY_DEVICE" --seq-start "$REPLAY_SEQ" --max-frames 3 --rate 10 --duration 5)
-python3 -c 'import json,sys; r=json.loads(sys.argv[1]); sys.exit(0 if r["duplicates"] + r["stale"] == 3 and r["acked_ok"] == 0 else 1)' "$again" \
-  || fail "after the restore the old frames were not refused as duplicates (replay state not back): $again"
-ok "backup/restore: secrets, replay state (old frames refused again) and telemetry points are back"
+# --- 4. backup / restore drill -------------------------------------------------------------------
+# scripts/ops/backup_drill.sh: backup.sh lab under write load (secrets encrypted to a throw-away
+# age key), a corrupted copy refused, the gateways' state, gw-b's secrets and the collector's data
+# destroyed, restore.sh timed (the RTO), then 0 frames lost of those acknowledged before the spool
+# snapshot, old frames refused as duplicates, the secrets back. It prints its figures.
+timed "backup drill (backup under load, restore)" ./scripts/ops/backup_drill.sh || fail "the backup/restore drill failed (above)"
 
 print_timings

@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Unit hook of the operator scripts (deploy/rollback/backup/restore): command lines, preflight
 # refusals (dirty input, missing token/vault, unfilled tfvars, critical alert, production
-# confirmation), the tfvars reaching `tofu plan` (a fake tofu), checksum
-# refusal of restore, git describe -> PEP 440, a reused --version refused for other sources,
-# rollback's target from the release history, no diff of secret-bearing tasks, production's alert
+# confirmation), the tfvars reaching `tofu plan` (a fake tofu), checksum refusal of restore,
+# backup.sh's node and store modes (spool snapshot under write load, secrets left out or
+# encrypted, retention, freshness metrics), git describe -> PEP 440, a reused --version refused
+# for other sources, rollback's target from the release history, no diff of secret-bearing tasks, production's alert
 # receivers (site.yml's check, run locally). No Docker, no cloud. Also lints scripts/ops Python.
 set -euo pipefail
 source "${REPO_ROOT:-$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)}/scripts/lib/common.sh"
@@ -15,4 +16,5 @@ ruff format --check --quiet "${py[@]}" || die "ruff format: run ruff format scri
 ruff check --quiet "${py[@]}" || die "ruff found problems in scripts/ops (above)"
 mypy --strict --python-version 3.11 --no-error-summary --ignore-missing-imports \
   --cache-dir "$NGD_CACHE/mypy-ops" "${py[@]}" || die "mypy found problems in scripts/ops (above)"
+ensure_apt age  # backup.sh encrypts secrets with it (test_backup_node.py)
 pytest -q -p no:cacheprovider scripts/ops/tests || die "operator script unit tests failed"

@@ -21,6 +21,20 @@ def test_backup_service_writes_a_checksummed_backup(host: testinfra.host.Host) -
         assert host.run(f"cd {backup} && sha256sum --check --quiet SHA256SUMS").rc == 0
         manifest = host.file(f"{backup}/MANIFEST").content_string
         assert "parts=gateway" in manifest
+        assert "spool_integrity=ok" in manifest  # the spool is an online-backup snapshot, checked
+        # Secrets never in clear: encrypted to the configured age recipients, else left out.
+        members = host.check_output(f"tar -tzf {backup}/gateway.tar.gz")
+        assert "etc/nanogridata/gateway.toml" in members
+        assert "secrets.toml" not in members
+        unit = host.check_output("systemctl cat ngd-backup.service")
+        if "--age-recipient" in unit:
+            assert host.file(f"{backup}/secrets.tar.age").exists
+            assert "secrets=encrypted(age):" in manifest
+        else:
+            assert "secrets=left-out(no age recipient)" in manifest
+        # Its freshness, where node_exporter's textfile collector reads it.
+        metrics = host.file("/var/lib/prometheus/node-exporter/ngd_backup.prom").content_string
+        assert 'ngd_backup_last_success_timestamp_seconds{kind="node"}' in metrics
     finally:
         host.run(f"rm -rf {backup}")  # not left behind by a check (it holds the node's secrets)
 
