@@ -17,7 +17,9 @@ Deploys the gateway pair to ENV (lab, staging or production):
   2. infra       lab: scripts/lab.sh up (Docker, images, hosts); staging/production: tofu plan
                  -var-file=ENV.tfvars, confirm, apply in terraform/environments/ENV, then
                  terraform/inventory_bridge.py
-  3. build       the gateway wheelhouse, versioned from git (git describe -> PEP 440)
+  3. build       the gateway wheelhouse, versioned from git (git describe -> PEP 440): the
+                 gateway wheel and its dependencies' binary wheels for the hosts' CPU, CPython
+                 and glibc as they report them (pip download), whatever this machine runs
   4. deploy      first deploy: ansible/site.yml; later deploys of a new version: ansible/deploy.yml
                  (rolling, drain, health gates), then site.yml converges every node's configuration
                  (nginx, keepalived, Prometheus rules...; the gateways already run the new release);
@@ -161,7 +163,11 @@ ok "every host of ${INVENTORY#"$REPO_ROOT"/} answers"
 step "build the gateway release"
 [[ -n "$VERSION" ]] || VERSION=$(ops_git_version)
 log "release: $VERSION"
-ops_build_wheelhouse "$VERSION"
+# The wheels are for the hosts' CPU, CPython and glibc, as the hosts report them (not this machine's).
+host_target=$(ops_host_target "$ENV_NAME") || exit $?
+read -r HOST_ARCH HOST_PYTHON HOST_GLIBC <<<"$host_target"
+log "hosts: $HOST_ARCH, CPython $HOST_PYTHON, glibc $HOST_GLIBC"
+ops_build_wheelhouse "$VERSION" "$HOST_ARCH" "$HOST_PYTHON" "$HOST_GLIBC"
 
 # --- 4. deploy --------------------------------------------------------------------------------
 step "deploy"

@@ -333,7 +333,7 @@ def test_git_describe_maps_to_pep440(tmp_path: Path) -> None:
 def _build_wheelhouse(cache: Path, version: str) -> subprocess.CompletedProcess[str]:
     script = (
         f'source "{REPO}/scripts/lib/common.sh"; source "{REPO}/scripts/ops/lib.sh"; '
-        f"ops_build_wheelhouse {version}"
+        f"ops_build_wheelhouse {version} x86_64 3.11 2.36"
     )
     return run("bash", "-c", script, env={"NGD_CACHE": str(cache)})
 
@@ -343,6 +343,7 @@ def _cached_wheelhouse(cache: Path, version: str, source: str) -> Path:
     dest.mkdir(parents=True)
     (dest / "nanogridata_gateway-1.0.0-py3-none-any.whl").write_bytes(b"old build")
     (dest / "SOURCE").write_text(source + "\n")
+    (dest / ".target-x86_64-cp311-glibc2.36").touch()
     (dest / ".complete").touch()
     return dest
 
