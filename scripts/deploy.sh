@@ -11,9 +11,10 @@ usage() {
 Usage: ${0##*/} ENV [--version V] [--infra|--no-infra] [--gateway-only] [--check] [--yes]
 
 Deploys the gateway pair to ENV (lab, staging or production):
-  1. preflight   tools, vault password, cloud token and a filled-in ENV.tfvars (infra),
-                 Alertmanager has no critical alert firing (production), clean working tree or
-                 --version
+  1. preflight   tools, vault password, cloud token and a filled-in ENV.tfvars (infra), a
+                 real sink (collector_enabled = true or gateway_sinks; production refuses
+                 without one), Alertmanager has no critical alert firing (production), clean
+                 working tree or --version
   2. infra       lab: scripts/lab.sh up (Docker, images, hosts); staging/production: tofu plan
                  -var-file=ENV.tfvars, confirm, apply in terraform/environments/ENV, then
                  terraform/inventory_bridge.py
@@ -25,7 +26,8 @@ Deploys the gateway pair to ENV (lab, staging or production):
                  (nginx, keepalived, Prometheus rules...; the gateways already run the new release);
                  the same version again: site.yml (converge)
   5. verify      testinfra (ansible/tests/infra, non-disruptive), VIP probe, end-to-end probe
-                 frames sent to the VIP and found in VictoriaMetrics. When it fails after a
+                 frames sent to the VIP and found at the sink (VictoriaMetrics on the collector,
+                 else every sink of the gateways; a sink that got nothing fails). When it fails after a
                  rolling deploy, the gateways are rolled back to the previous release.
   6. summary     version, nodes, VIP holder, URLs, step durations
 
@@ -109,6 +111,15 @@ toolenv_activate
 for tool in ansible-playbook ansible-inventory pytest git python3; do require_cmd "$tool" "the tool venv should provide it"; done
 log "ansible $(ansible --version 2>/dev/null | sed -nE '1s/.*core ([0-9.]+).*/\1/p'), python $(python3 -c 'import sys; print(sys.version.split()[0])')"
 if [[ "$ENV_NAME" == lab ]]; then ensure_docker; fi
+if [[ "$ENV_NAME" != lab ]]; then
+  # Without a collector or a gateway_sinks entry, device data only reaches a local archive file.
+  if ((INFRA)); then
+    sink_args=(--tfvars "$TFVARS" --tfvars-name "${TFVARS#"$REPO_ROOT"/}" --variables "$TF_DIR/variables.tf")
+  else
+    sink_args=(--inventory "$INVENTORY")
+  fi
+  python3 "$OPS_DIR/sink_check.py" "$ENV_NAME" "${sink_args[@]}" || exit 2
+fi
 if [[ "$ENV_NAME" != lab && ( -f "$INVENTORY" || -n "${NGD_ALERTMANAGER_URL:-}" ) ]]; then
   # A deploy must not add a change on top of an ongoing incident.
   python3 "$OPS_DIR/alerts.py" --inventory "$INVENTORY" --port "$(ops_port ngd_alertmanager_port)" \
@@ -218,6 +229,7 @@ verify() {
   local probe_device=$((3000000000 + $(date +%s) % 1000000000))
   log "end-to-end: probe device $probe_device -> VIP -> gateway -> VictoriaMetrics"
   ops_playbook "$ENV_NAME" "$OPS_DIR/verify.yml" -e "ngd_release=$VERSION" -e "ngd_probe_device=$probe_device" \
+    -e "ngd_probe_started=$(date +%s)" \
     || { warn "end-to-end probe failed (above)"; return 1; }
 }
 if ((CHECK)); then

@@ -44,8 +44,29 @@ class Inventory:
     def first(self, group: str) -> str:
         hosts = self.groups.get(group, [])
         if not hosts:
-            raise DrillError(f"inventory {self.env}: group '{group}' has no host")
+            raise DrillError(
+                f"inventory {self.env}: group '{group}' has no host{REQUIRED_GROUPS.get(group, '')}"
+            )
         return hosts[0]
+
+    def require_groups(self) -> None:
+        """Every group a drill reads from has a host (else a DrillError naming it and the fix)."""
+        for group in REQUIRED_GROUPS:
+            self.first(group)
+
+
+# What each group is for in a drill, and how an environment gets one.
+REQUIRED_GROUPS = {
+    "monitoring": (
+        ": the drill reads Alertmanager on the monitoring host (monitoring_enabled = true in the "
+        "environment's tfvars, then scripts/deploy.sh ENV)"
+    ),
+    "collectors": (
+        ": the drill counts every acknowledged frame at the sink (VictoriaMetrics on a "
+        "collector host); set collector_enabled = true in the environment's tfvars and run "
+        "scripts/deploy.sh ENV"
+    ),
+}
 
 
 def inventory_path(env: str) -> Path:

@@ -4,6 +4,8 @@ command line. The drills themselves run against the lab (scripts/ci/integration-
 from __future__ import annotations
 
 import json
+import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -243,3 +245,42 @@ def test_drill_sh_help() -> None:
     assert out.returncode == 0
     for name in SCENARIOS:
         assert name in out.stdout
+
+
+@pytest.mark.parametrize(
+    ("groups", "message"),
+    [
+        ("    collectors:\n      hosts: {}\n", "group 'collectors' has no host: the drill counts"),
+        ("", "group 'collectors' has no host: the drill counts"),  # no such group at all
+    ],
+)
+def test_an_inventory_without_a_collector_is_refused_with_exit_2(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    groups: str,
+    message: str,
+) -> None:
+    """A production without a collector (collector_enabled = false) must get a clear error, not a
+    traceback: the inventory is a real file read by ansible-inventory, as the drill reads it."""
+    from ngd_drills import cli
+    from ngd_drills.env import REPO_ROOT
+
+    name = f"drilltest-{os.getpid()}"
+    inventory = REPO_ROOT / ".lab" / name / "inventory" / "hosts.yml"
+    inventory.parent.mkdir(parents=True)
+    try:
+        inventory.write_text(
+            "all:\n  children:\n"
+            "    gateways:\n"
+            "      hosts: {gw-a: {ngd_vip: 10.0.0.100}, gw-b: {ngd_vip: 10.0.0.100}}\n"
+            "    monitoring:\n      hosts: {mon: {}}\n" + groups
+        )
+        monkeypatch.setenv("NGD_LAB", name)
+        rc = cli.main(["keepalived-stop", "--env", "lab", "--out", str(tmp_path)])
+    finally:
+        shutil.rmtree(REPO_ROOT / ".lab" / name)
+    assert rc == 2
+    err = capsys.readouterr().err
+    assert message in err, err
+    assert "collector_enabled = true" in err

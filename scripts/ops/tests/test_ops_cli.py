@@ -241,6 +241,62 @@ def test_production_needs_typed_confirmation(
     assert "confirmation needed ('production'); re-run with --yes" in result.stderr
 
 
+def test_production_refuses_to_deploy_without_a_real_sink(
+    tmp_path: Path, alertmanager: str, fake_tools: dict[str, str]
+) -> None:
+    _Alertmanager.alerts = []
+    env = _production_env(tmp_path, alertmanager, fake_tools)
+    tfvars = Path(env["NGD_TFVARS_FILE"])
+    tfvars.write_text(tfvars.read_text().replace("collector_enabled  = true", "collector_enabled  = false"))
+    result = run(REPO / "scripts/deploy.sh", "production", "--version", "1.0.0", "--yes", env=env)
+    assert result.returncode == 2, result.stderr
+    assert "production has no real sink" in result.stderr
+    assert f"Set collector_enabled = true in {tfvars}" in result.stderr
+    assert "or gateway_sinks in ansible/inventories/production/group_vars/all/main.yml" in result.stderr
+    assert not any("plan" in call for call in _tofu_calls(env))
+
+
+def test_the_example_production_tfvars_has_a_sink() -> None:
+    """README's first step copies the example: what it copies must pass the sink preflight."""
+    result = run(
+        sys.executable,
+        REPO / "scripts/ops/sink_check.py",
+        "production",
+        "--tfvars",
+        REPO / "terraform/environments/production/production.tfvars.example",
+        "--variables",
+        REPO / "terraform/environments/production/variables.tf",
+    )
+    assert result.returncode == 0, result.stderr
+    assert "collector host (collector_enabled = true" in result.stdout
+
+
+def test_sink_check_counts_gateway_sinks_and_the_inventory(tmp_path: Path) -> None:
+    group_vars = tmp_path / "group_vars"
+    (group_vars / "all").mkdir(parents=True)
+    (group_vars / "all/vault.yml").write_text("$ANSIBLE_VAULT;1.1;AES256\n6162\n")
+    main = group_vars / "all/main.yml"
+    main.write_text("gateway_sinks:\n  audit: {type: jsonl, path: /srv/a.jsonl}\n")
+    inventory = tmp_path / "hosts.yml"
+    inventory.write_text("all:\n  children:\n    gateways:\n      hosts: {gw-a: {}, gw-b: {}}\n")
+    args: list[str | Path] = [
+        sys.executable,
+        REPO / "scripts/ops/sink_check.py",
+        "production",
+        "--group-vars",
+        group_vars,
+    ]
+    only_jsonl = run(*args, "--inventory", inventory)
+    assert only_jsonl.returncode == 2 and "production has no real sink" in only_jsonl.stderr
+    staging = run(*[str(a).replace("production", "staging") for a in args], "--inventory", inventory)
+    assert staging.returncode == 0 and "WARNING: staging has no real sink" in staging.stderr
+    main.write_text("gateway_sinks:\n  central: {type: http_json, url: 'https://c.example/in'}\n")
+    assert "gateway_sinks.central (http_json)" in run(*args, "--inventory", inventory).stdout
+    main.write_text("---\n")
+    inventory.write_text("all:\n  children:\n    collectors:\n      hosts: {collector: {}}\n")
+    assert "collector host collector" in run(*args, "--inventory", inventory).stdout
+
+
 def test_rollback_refuses_a_malformed_release_name() -> None:
     result = run(REPO / "scripts/rollback.sh", "lab", "--to", "../../etc")
     assert result.returncode != 0
