@@ -7,12 +7,14 @@
 # receivers (site.yml's check, run locally), production refused without a real sink, the probe's
 # sink check (verify.yml against local "gateways"), the archive's rotation by the real logrotate
 # under the real jsonl sink, the wheelhouse built for another platform than this machine's (pip
-# download from the package index). No Docker, no cloud. Also lints scripts/ops Python.
+# download from the package index), the wait for new hosts (scripts/ops/wait_hosts.py) against
+# Debian's sshd on loopback with host keys from known_hosts, first use, a changed key, cloud-init
+# states. No Docker, no cloud. Also lints scripts/ops Python.
 set -euo pipefail
 source "${REPO_ROOT:-$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)}/scripts/lib/common.sh"
 help_from_header "$@"
 cd "$REPO_ROOT"
-ensure_apt logrotate
+ensure_apt logrotate openssh-client
 py=(scripts/ops/*.py scripts/ops/tests/*.py)
 ruff format --check --quiet --line-length 110 "${py[@]}" || die "ruff format: run ruff format --line-length 110 scripts/ops"
 ruff check --quiet --target-version py311 --line-length 110 --select E,F,W,I,B,UP,N,SIM,RUF "${py[@]}" \

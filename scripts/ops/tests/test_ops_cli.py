@@ -107,6 +107,11 @@ def fake_tools(tmp_path: Path) -> dict[str, str]:
         f"open({str(calls)!r}, 'a').write(json.dumps(sys.argv[1:]) + '\\n')\n"
         "args = [a for a in sys.argv[1:] if not a.startswith('-chdir=')]\n"
         f"if args[:1] == ['version']: print('OpenTofu v{TOFU_PINNED.group(1)}')\n"
+        "for a in args:\n"
+        "    if a.startswith('-var-file=') and a.endswith('.json'):\n"
+        "        f = a[len('-var-file='):]\n"
+        f"        open({str(calls)!r} + '.varfiles', 'a').write(json.dumps([f, json.load(open(f))]))\n"
+        f"        open({str(calls)!r} + '.varfiles', 'a').write('\\n')\n"
         "if args[:1] == ['plan']: sys.exit('fake tofu: no plan here')\n"
     )
     tofu.chmod(0o755)
@@ -173,6 +178,33 @@ def test_the_plan_reads_the_environment_tfvars(tmp_path: Path, fake_tools: dict[
     assert len(plans) == 1, _tofu_calls(env)
     assert f"-var-file={tfvars}" in plans[0]
     assert "-input=false" in plans[0]
+
+
+def test_the_plan_gets_fresh_host_keys_for_every_host(tmp_path: Path, fake_tools: dict[str, str]) -> None:
+    """New hosts get their SSH host key from OpenTofu: deploy.sh generates one per host for the
+    plan, in a variable file of its own that does not outlive the run."""
+    tfvars = _filled_tfvars(tmp_path / "staging.tfvars")
+    env = {**fake_tools, "NGD_TFVARS_FILE": str(tfvars)}
+    result = run(REPO / "scripts/deploy.sh", "staging", "--version", "1.0.0", env=env)
+    assert "tofu plan failed" in result.stderr, result.stderr
+    varfiles = [json.loads(line) for line in Path(env["TOFU_CALLS"] + ".varfiles").read_text().splitlines()]
+    assert len(varfiles) == 1
+    path, values = varfiles[0]
+    assert (
+        set(values["host_public_keys"])
+        == set(values["host_private_keys"])
+        == {"gw-a", "gw-b", "mon", "collector"}
+    )
+    for host, public in values["host_public_keys"].items():
+        assert public.startswith("ssh-ed25519 AAAA") and public.endswith(f"{host} host key")
+        private = tmp_path / f"{host}.key"
+        private.write_text(values["host_private_keys"][host])
+        private.chmod(0o600)
+        derived = subprocess.run(
+            ["ssh-keygen", "-y", "-f", str(private)], capture_output=True, text=True, check=True
+        )
+        assert derived.stdout.split()[:2] == public.split()[:2]  # a real pair
+    assert not Path(path).exists()  # private keys removed with the run
 
 
 class _Alertmanager(BaseHTTPRequestHandler):
