@@ -311,6 +311,7 @@ def test_what_the_infra_step_writes_is_git_ignored(environment: str) -> None:
         env_dir / f"{environment}.tfvars",
         inventory_bridge.inventory_path(environment).parent / inventory_bridge.KNOWN_HOSTS,
         inventory_bridge.inventory_path(environment).parent / inventory_bridge.KNOWN_HOSTS_TOFU,
+        inventory_bridge.inventory_path(environment).parent / ".known_hosts.drill",
     ]
     for path in written:
         relative = str(path.relative_to(repo))

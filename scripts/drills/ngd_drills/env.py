@@ -199,6 +199,35 @@ class DockerExecutor:
         return None
 
 
+def known_hosts_files(ssh_common_args: str) -> list[Path]:
+    """The files of -o UserKnownHostsFile=... in ansible_ssh_common_args (the inventory bridge
+    names known_hosts, with OpenTofu's host keys, and known_hosts.tofu)."""
+    words = shlex.split(ssh_common_args or "")
+    for i, word in enumerate(words):
+        option = words[i + 1] if word == "-o" and i + 1 < len(words) else word.removeprefix("-o")
+        if option.lower().startswith("userknownhostsfile="):
+            return [Path(p) for p in option.split("=", 1)[1].split()]
+    return []
+
+
+def pyinfra_host_data(name: str, hv: dict[str, Any]) -> dict[str, Any]:
+    """pyinfra's connection data for an inventory host. The host keys are those Ansible checks:
+    the inventory's known_hosts files (pyinfra reads one: they are joined into one beside them),
+    strictly; without such files pyinfra's own default applies."""
+    data: dict[str, Any] = {"ssh_hostname": hv.get("ansible_host", name)}
+    if "ansible_user" in hv:
+        data["ssh_user"] = hv["ansible_user"]
+    if "ansible_port" in hv:
+        data["ssh_port"] = int(hv["ansible_port"])
+    files = known_hosts_files(str(hv.get("ansible_ssh_common_args", "")))
+    if files:
+        joined = files[0].parent / ".known_hosts.drill"
+        joined.write_text("".join(f.read_text() for f in files if f.is_file()))
+        data["ssh_known_hosts_file"] = str(joined)
+        data["ssh_strict_host_key_checking"] = "yes"
+    return data
+
+
 @dataclass
 class PyinfraExecutor:
     """Staging/production: pyinfra's SSH connector over the same inventory (ansible_host,
@@ -217,12 +246,7 @@ class PyinfraExecutor:
 
             names = []
             for name, hv in self.inventory.hostvars.items():
-                data: dict[str, Any] = {"ssh_hostname": hv.get("ansible_host", name)}
-                if "ansible_user" in hv:
-                    data["ssh_user"] = hv["ansible_user"]
-                if "ansible_port" in hv:
-                    data["ssh_port"] = int(hv["ansible_port"])
-                names.append((name, data))
+                names.append((name, pyinfra_host_data(name, hv)))
             self._state = State(PyInventory((names, {})), Config(SUDO=True))  # type: ignore[no-untyped-call]
             connect_all(self._state)
         return self._state

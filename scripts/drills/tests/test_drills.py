@@ -284,3 +284,21 @@ def test_an_inventory_without_a_collector_is_refused_with_exit_2(
     err = capsys.readouterr().err
     assert message in err, err
     assert "collector_enabled = true" in err
+
+
+def test_ssh_drills_check_host_keys_as_ansible_does(tmp_path: Path) -> None:
+    from ngd_drills.env import pyinfra_host_data
+
+    (tmp_path / "known_hosts").write_text("203.0.113.11 ssh-ed25519 AAAAfromopentofu\n")
+    (tmp_path / "known_hosts.tofu").write_text("203.0.113.20 ssh-ed25519 AAAAfirstuse\n")
+    args = (
+        f"-o 'UserKnownHostsFile={tmp_path}/known_hosts {tmp_path}/known_hosts.tofu' "
+        "-o StrictHostKeyChecking=yes"
+    )
+    data = pyinfra_host_data(
+        "gw-a", {"ansible_host": "203.0.113.11", "ansible_ssh_common_args": args}
+    )
+    assert data["ssh_strict_host_key_checking"] == "yes"
+    joined = Path(data["ssh_known_hosts_file"]).read_text()
+    assert "AAAAfromopentofu" in joined and "AAAAfirstuse" in joined
+    assert "ssh_known_hosts_file" not in pyinfra_host_data("x", {"ansible_host": "192.0.2.1"})
