@@ -87,10 +87,12 @@ TFVARS=$(realpath -m "${NGD_TFVARS_FILE:-$TF_DIR/$ENV_NAME.tfvars}")
 T_START=$SECONDS
 
 ops_log_start deploy "$ENV_NAME"
-HOST_KEYS_DIR=""
+HOST_KEYS_DIR="" PLAN_FILE=""
 on_exit() {
   local rc=$?
+  # The plan file holds the variables' values, the new hosts' private keys among them.
   [[ -z "$HOST_KEYS_DIR" ]] || rm -rf "$HOST_KEYS_DIR"
+  [[ -z "$PLAN_FILE" ]] || rm -f "$PLAN_FILE"
   ((rc == 0)) || printf '%s\n' "deploy $ENV_NAME FAILED after $((SECONDS - T_START))s; log: ${OPS_LOG#"$REPO_ROOT"/}" >&2
   return "$rc"
 }
@@ -159,6 +161,7 @@ else
   require_cmd tofu "terraform/tools/install-tofu.sh should have installed it"
   tofu -chdir="$TF_DIR" init -input=false >/dev/null || die "tofu init failed in ${TF_DIR#"$REPO_ROOT"/}"
   plan_file="$TF_DIR/deploy.tfplan"
+  PLAN_FILE=$plan_file
   # Fresh SSH host keys for every plan: a host created by this apply gets its key from OpenTofu
   # (cloud-init writes it, the bridge writes known_hosts from the output), so its first SSH
   # connection is verified. Hosts that exist keep theirs (the module ignores later values).
