@@ -9,21 +9,28 @@ source "$REPO_ROOT/scripts/ops/lib.sh"
 usage() {
   cat <<USAGE
 Usage: ${0##*/} ENV [--version V] [--infra|--no-infra] [--gateway-only] [--check] [--yes]
+          [--trust-new-host-keys]
 
 Deploys the gateway pair to ENV (lab, staging or production):
-  1. preflight   tools, vault password, cloud token and a filled-in ENV.tfvars (infra),
-                 Alertmanager has no critical alert firing (production), clean working tree or
-                 --version
+  1. preflight   tools, vault password, cloud token and a filled-in ENV.tfvars (infra), a
+                 real sink (collector_enabled = true or gateway_sinks; production refuses
+                 without one), Alertmanager has no critical alert firing (production), clean
+                 working tree or --version
   2. infra       lab: scripts/lab.sh up (Docker, images, hosts); staging/production: tofu plan
-                 -var-file=ENV.tfvars, confirm, apply in terraform/environments/ENV, then
-                 terraform/inventory_bridge.py
-  3. build       the gateway wheelhouse, versioned from git (git describe -> PEP 440)
+                 -var-file=ENV.tfvars (and fresh SSH host keys for new hosts), confirm, apply
+                 in terraform/environments/ENV, then terraform/inventory_bridge.py (hosts.yml,
+                 known_hosts from OpenTofu's host keys); every environment: wait until each host
+                 answers SSH with a trusted host key and cloud-init is done
+  3. build       the gateway wheelhouse, versioned from git (git describe -> PEP 440): the
+                 gateway wheel and its dependencies' binary wheels for the hosts' CPU, CPython
+                 and glibc as they report them (pip download), whatever this machine runs
   4. deploy      first deploy: ansible/site.yml; later deploys of a new version: ansible/deploy.yml
                  (rolling, drain, health gates), then site.yml converges every node's configuration
                  (nginx, keepalived, Prometheus rules...; the gateways already run the new release);
                  the same version again: site.yml (converge)
   5. verify      testinfra (ansible/tests/infra, non-disruptive), VIP probe, end-to-end probe
-                 frames sent to the VIP and found in VictoriaMetrics. When it fails after a
+                 frames sent to the VIP and found at the sink (VictoriaMetrics on the collector,
+                 else every sink of the gateways; a sink that got nothing fails). When it fails after a
                  rolling deploy, the gateways are rolled back to the previous release.
   6. summary     version, nodes, VIP holder, URLs, step durations
 
@@ -37,6 +44,10 @@ Options:
   --check        Ansible check/diff mode: show what would change, change nothing (no infra
                  apply, no verify)
   --yes          no confirmation prompts (production otherwise asks to type its name)
+  --trust-new-host-keys
+                 accept and record the SSH host key of a host OpenTofu holds no key for
+                 (trust on first use: a host made before host keys were managed); without it
+                 such a host is refused
   -h, --help     this help
 
 Environment: NGD_LAB / NGD_LAB_SUBNET (another lab than "lab", as for scripts/lab.sh),
@@ -44,12 +55,13 @@ NGD_VAULT_PASSWORD_FILE (vault password file; the lab makes its own),
 NGD_ALERTMANAGER_URL (Alertmanager to ask in preflight; default: the monitoring host's),
 HCLOUD_TOKEN (staging/production infra), NGD_TFVARS_FILE (the OpenTofu variable file; default:
 terraform/environments/ENV/ENV.tfvars, copied from ENV.tfvars.example and filled in),
-NGD_DEPLOY_SKIP_TESTINFRA=1 (skip testinfra only).
+NGD_DEPLOY_SKIP_TESTINFRA=1 (skip testinfra only), NGD_HOST_WAIT_TIMEOUT (seconds for every host
+to answer SSH and finish cloud-init; default 600).
 Every run writes logs/deploy-ENV-<UTC time>.log.
 USAGE
 }
 
-ENV_NAME="" VERSION="" INFRA="" CHECK=0 GATEWAY_ONLY=0
+ENV_NAME="" VERSION="" INFRA="" CHECK=0 GATEWAY_ONLY=0 TRUST_NEW_HOST_KEYS=0
 while (($#)); do
   case "$1" in
     --version) VERSION="${2:?--version needs a value, e.g. --version 1.2.0}"; shift 2 ;;
@@ -58,6 +70,7 @@ while (($#)); do
     --no-infra) INFRA=0; shift ;;
     --check) CHECK=1; shift ;;
     --gateway-only) GATEWAY_ONLY=1; shift ;;
+    --trust-new-host-keys) TRUST_NEW_HOST_KEYS=1; shift ;;
     --yes|-y) export ASSUME_YES=1; shift ;;
     -h|--help) usage; exit 0 ;;
     -*) usage >&2; die "unknown option: $1" ;;
@@ -74,8 +87,12 @@ TFVARS=$(realpath -m "${NGD_TFVARS_FILE:-$TF_DIR/$ENV_NAME.tfvars}")
 T_START=$SECONDS
 
 ops_log_start deploy "$ENV_NAME"
+HOST_KEYS_DIR="" PLAN_FILE=""
 on_exit() {
   local rc=$?
+  # The plan file holds the variables' values, the new hosts' private keys among them.
+  [[ -z "$HOST_KEYS_DIR" ]] || rm -rf "$HOST_KEYS_DIR"
+  [[ -z "$PLAN_FILE" ]] || rm -f "$PLAN_FILE"
   ((rc == 0)) || printf '%s\n' "deploy $ENV_NAME FAILED after $((SECONDS - T_START))s; log: ${OPS_LOG#"$REPO_ROOT"/}" >&2
   return "$rc"
 }
@@ -107,6 +124,15 @@ toolenv_activate
 for tool in ansible-playbook ansible-inventory pytest git python3; do require_cmd "$tool" "the tool venv should provide it"; done
 log "ansible $(ansible --version 2>/dev/null | sed -nE '1s/.*core ([0-9.]+).*/\1/p'), python $(python3 -c 'import sys; print(sys.version.split()[0])')"
 if [[ "$ENV_NAME" == lab ]]; then ensure_docker; fi
+if [[ "$ENV_NAME" != lab ]]; then
+  # Without a collector or a gateway_sinks entry, device data only reaches a local archive file.
+  if ((INFRA)); then
+    sink_args=(--tfvars "$TFVARS" --tfvars-name "${TFVARS#"$REPO_ROOT"/}" --variables "$TF_DIR/variables.tf")
+  else
+    sink_args=(--inventory "$INVENTORY")
+  fi
+  python3 "$OPS_DIR/sink_check.py" "$ENV_NAME" "${sink_args[@]}" || exit 2
+fi
 if [[ "$ENV_NAME" != lab && ( -f "$INVENTORY" || -n "${NGD_ALERTMANAGER_URL:-}" ) ]]; then
   # A deploy must not add a change on top of an ongoing incident.
   python3 "$OPS_DIR/alerts.py" --inventory "$INVENTORY" --port "$(ops_port ngd_alertmanager_port)" \
@@ -135,8 +161,28 @@ else
   require_cmd tofu "terraform/tools/install-tofu.sh should have installed it"
   tofu -chdir="$TF_DIR" init -input=false >/dev/null || die "tofu init failed in ${TF_DIR#"$REPO_ROOT"/}"
   plan_file="$TF_DIR/deploy.tfplan"
+  PLAN_FILE=$plan_file
+  # Fresh SSH host keys for every plan: a host created by this apply gets its key from OpenTofu
+  # (cloud-init writes it, the bridge writes known_hosts from the output), so its first SSH
+  # connection is verified. Hosts that exist keep theirs (the module ignores later values).
+  require_cmd ssh-keygen "install openssh-client"
+  HOST_KEYS_DIR=$(mktemp -d)
+  host_keys_file="$HOST_KEYS_DIR/host-keys.tfvars.json"
+  # The host names of terraform/modules/gateway-pair (locals gateways and support_hosts).
+  for host in gw-a gw-b mon collector; do
+    ssh-keygen -q -t ed25519 -N '' -C "$host host key" -f "$HOST_KEYS_DIR/$host" || die "ssh-keygen failed"
+  done
+  python3 - "$HOST_KEYS_DIR" gw-a gw-b mon collector >"$host_keys_file" <<'PY' || die "could not write the host keys' variable file"
+import json, sys
+from pathlib import Path
+d, hosts = Path(sys.argv[1]), sys.argv[2:]
+print(json.dumps({
+    "host_public_keys": {h: (d / f"{h}.pub").read_text().strip() for h in hosts},
+    "host_private_keys": {h: (d / h).read_text() for h in hosts},
+}))
+PY
   set +e
-  tofu -chdir="$TF_DIR" plan -input=false -var-file="$TFVARS" -detailed-exitcode -out="$plan_file"
+  tofu -chdir="$TF_DIR" plan -input=false -var-file="$TFVARS" -var-file="$host_keys_file" -detailed-exitcode -out="$plan_file"
   plan_rc=$?
   set -e
   case $plan_rc in
@@ -151,9 +197,17 @@ else
     *) die "tofu plan failed (above)" ;;
   esac
   rm -f "$plan_file"
+  rm -rf "$HOST_KEYS_DIR"
   python3 "$REPO_ROOT/terraform/inventory_bridge.py" "$ENV_NAME" || die "the inventory bridge failed (above)"
 fi
 [[ -f "$INVENTORY" ]] || die "no inventory at ${INVENTORY#"$REPO_ROOT"/}"
+# New servers boot, start sshd and run cloud-init after `tofu apply` returns: wait for all of it,
+# with every host's SSH key checked (known_hosts from OpenTofu; the lab's containers need neither).
+wait_args=(--inventory "$INVENTORY" --timeout "${NGD_HOST_WAIT_TIMEOUT:-600}")
+((TRUST_NEW_HOST_KEYS)) && wait_args+=(--trust-new-host-keys)
+vault_file=$(ops_vault_file "$ENV_NAME")
+env ANSIBLE_CONFIG="$REPO_ROOT/ansible/ansible.cfg" ${vault_file:+ANSIBLE_VAULT_PASSWORD_FILE="$vault_file"} \
+  python3 "$OPS_DIR/wait_hosts.py" "${wait_args[@]}" || exit $?
 ops_ansible "$ENV_NAME" all -m ansible.builtin.ping >/dev/null || die "some hosts of the inventory do not answer (ansible ping)"
 ok "every host of ${INVENTORY#"$REPO_ROOT"/} answers"
 
@@ -161,7 +215,11 @@ ok "every host of ${INVENTORY#"$REPO_ROOT"/} answers"
 step "build the gateway release"
 [[ -n "$VERSION" ]] || VERSION=$(ops_git_version)
 log "release: $VERSION"
-ops_build_wheelhouse "$VERSION"
+# The wheels are for the hosts' CPU, CPython and glibc, as the hosts report them (not this machine's).
+host_target=$(ops_host_target "$ENV_NAME") || exit $?
+read -r HOST_ARCH HOST_PYTHON HOST_GLIBC <<<"$host_target"
+log "hosts: $HOST_ARCH, CPython $HOST_PYTHON, glibc $HOST_GLIBC"
+ops_build_wheelhouse "$VERSION" "$HOST_ARCH" "$HOST_PYTHON" "$HOST_GLIBC"
 
 # --- 4. deploy --------------------------------------------------------------------------------
 step "deploy"
@@ -212,6 +270,7 @@ verify() {
   local probe_device=$((3000000000 + $(date +%s) % 1000000000))
   log "end-to-end: probe device $probe_device -> VIP -> gateway -> VictoriaMetrics"
   ops_playbook "$ENV_NAME" "$OPS_DIR/verify.yml" -e "ngd_release=$VERSION" -e "ngd_probe_device=$probe_device" \
+    -e "ngd_probe_started=$(date +%s)" \
     || { warn "end-to-end probe failed (above)"; return 1; }
 }
 if ((CHECK)); then

@@ -80,11 +80,17 @@ flock -n 8 || die "another drill is running against '$env' (lock $lock)"
 
 if [[ "$env" != lab ]]; then
   log "checking Alertmanager for active alerts before touching $env"
-  PYTHONPATH="$REPO_ROOT/scripts/drills" python3 - "$env" <<'PY' || die "refusing to drill while alerts are active (above) or Alertmanager is unreachable"
+  check_rc=0
+  PYTHONPATH="$REPO_ROOT/scripts/drills" python3 - "$env" <<'PY' || check_rc=$?
 import sys
-from ngd_drills.env import load_inventory, make_executor
+from ngd_drills.env import DrillError, load_inventory, make_executor
 from ngd_drills.observe import active_alerts
-inv = load_inventory(sys.argv[1])
+try:
+    inv = load_inventory(sys.argv[1])
+    inv.require_groups()
+except DrillError as exc:
+    print(f"drill: {exc}", file=sys.stderr)
+    sys.exit(2)
 ex = make_executor(inv)
 try:
     alerts = active_alerts(ex, inv.first("monitoring"), inv.ports["ngd_alertmanager_port"])
@@ -97,6 +103,8 @@ if alerts:
         print(f"  active: {a.get('labels', {}).get('alertname')} {a.get('labels', {})}", file=sys.stderr)
     sys.exit(1)
 PY
+  ((check_rc != 2)) || exit 2  # the inventory cannot be drilled (above)
+  ((check_rc == 0)) || die "refusing to drill while alerts are active (above) or Alertmanager is unreachable"
   confirm "This injects real faults ($scenario) into $env under device traffic." "drill $env"
 fi
 

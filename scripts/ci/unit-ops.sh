@@ -4,12 +4,18 @@
 # confirmation), the tfvars reaching `tofu plan` (a fake tofu), checksum refusal of restore,
 # backup.sh's node and store modes (spool snapshot under write load, secrets left out or
 # encrypted, retention, freshness metrics), git describe -> PEP 440, a reused --version refused
-# for other sources, rollback's target from the release history, no diff of secret-bearing tasks, production's alert
-# receivers (site.yml's check, run locally). No Docker, no cloud. Also lints scripts/ops Python.
+# for other sources, rollback's target from the release history, no diff of secret-bearing tasks,
+# production's alert receivers (site.yml's check, run locally), production refused without a real
+# sink, the probe's sink check (verify.yml against local "gateways"), the archive's rotation by
+# the real logrotate under the real jsonl sink, the wheelhouse built for another platform than
+# this machine's (pip download from the package index), the wait for new hosts
+# (scripts/ops/wait_hosts.py) against Debian's sshd on loopback with host keys from known_hosts,
+# first use, a changed key, cloud-init states. No Docker, no cloud. Also lints scripts/ops Python.
 set -euo pipefail
 source "${REPO_ROOT:-$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)}/scripts/lib/common.sh"
 help_from_header "$@"
 cd "$REPO_ROOT"
+ensure_apt logrotate openssh-client
 py=(scripts/ops/*.py scripts/ops/tests/*.py)
 # settings: the root ruff.toml
 ruff format --check --quiet "${py[@]}" || die "ruff format: run ruff format scripts/ops"

@@ -200,21 +200,42 @@ ops_check_version() {
     || die "--version '$1' is not a PEP 440 version (e.g. 1.2.0 or 1.2.0+hotfix.1; lowercase local part)"
 }
 
-# ops_build_wheelhouse VERSION: pip wheel of gateway/ (stamped VERSION) and its dependencies into
+# ops_host_target ENV: "ARCH PYTHON GLIBC" shared by the hosts that install from the wheelhouse
+# (gateways, and the devices group's probe host), as they report it themselves.
+ops_host_target() {
+  local out
+  out=$(ops_ansible "$1" 'gateways:devices' -o -m ansible.builtin.command \
+    -a "python3 -c \"import platform, sys; print(platform.machine(), '%d.%d' % sys.version_info[:2], platform.libc_ver()[1])\"" 2>&1) \
+    || { printf '%s\n' "$out" >&2; die "could not ask the hosts for their platform (above)"; }
+  printf '%s\n' "$out" | python3 "$OPS_DIR/wheelhouse.py" target || exit 2
+}
+
+# ops_build_wheelhouse VERSION ARCH PYTHON GLIBC: the gateway wheel (pure Python, stamped VERSION,
+# built once) and its dependencies as binary wheels for the hosts' platform (scripts/ops/wheelhouse.py:
+# pip download for ARCH / CPython PYTHON / glibc GLIBC, whatever this machine runs) in
 # $NGD_CACHE/wheelhouse/VERSION, the directory the gateway role copies to the hosts
-# (gateway_wheelhouse_root/gateway_release). Skipped when that wheelhouse is complete and was built
-# from the same sources (ops_source_hash, recorded in SOURCE); refused when it was built from other
-# sources: a release name must name one content, and a host that has VERSION installed keeps it.
+# (gateway_wheelhouse_root/gateway_release). Reused when it was built from the same sources
+# (ops_source_hash, recorded in SOURCE), with the dependencies of another platform added if this
+# one is new; refused when it was built from other sources: a release name must name one content,
+# and a host that has VERSION installed keeps it.
 ops_build_wheelhouse() {
   local version="$1" dest="$NGD_CACHE/wheelhouse/$1" tmp source built
+  local arch="${2:?ops_build_wheelhouse needs ARCH}" py="${3:-3.11}" glibc="${4:-2.36}"
+  local target=(--arch "$arch" --python "$py" --glibc "$glibc")
   source=$(ops_source_hash)
   if [[ -f "$dest/.complete" ]]; then
     built=$(cat "$dest/SOURCE" 2>/dev/null || echo "not recorded")
-    if [[ "$built" == "$source" ]]; then
-      log "wheelhouse $version already built from these sources ($source): ${dest/#"$HOME"/\~}"
+    if [[ "$built" != "$source" ]]; then
+      die "release $version was built from other gateway sources (source hash $built, this checkout $source): name this build with another --version (hosts that have $version installed would keep the old one); only if $version was never deployed anywhere, rm -r ${dest/#"$HOME"/\~} and re-run"
+    fi
+    # The marker scripts/ops/wheelhouse.py writes (Target.key()).
+    if [[ -f "$dest/.target-$arch-cp${py//./}-glibc$glibc" ]]; then
+      log "wheelhouse $version already built from these sources ($source) for $arch CPython $py: ${dest/#"$HOME"/\~}"
       return 0
     fi
-    die "release $version was built from other gateway sources (source hash $built, this checkout $source): name this build with another --version (hosts that have $version installed would keep the old one); only if $version was never deployed anywhere, rm -r ${dest/#"$HOME"/\~} and re-run"
+    log "wheelhouse $version: adding the dependencies for $arch CPython $py (glibc $glibc)"
+    python3 "$OPS_DIR/wheelhouse.py" deps --dest "$dest" "${target[@]}" || exit 2
+    return 0
   fi
   tmp=$(mktemp -d)
   # A copy of the sources with the version stamped in: the checkout itself is never modified.
@@ -236,11 +257,13 @@ for path, pattern, repl in (
 PY
   rm -rf "$dest"
   mkdir -p "$dest"
-  python3 -m pip wheel --quiet --wheel-dir "$dest" "$tmp" || { rm -rf "$tmp" "$dest"; die "pip wheel of the gateway failed"; }
+  # The gateway alone (pure Python: one wheel for every platform); its dependencies come as
+  # binary wheels for the hosts, never built here.
+  python3 -m pip wheel --quiet --no-deps --wheel-dir "$dest" "$tmp" || { rm -rf "$tmp" "$dest"; die "pip wheel of the gateway failed"; }
   rm -rf "$tmp"
-  ls "$dest"/nanogridata_gateway-*.whl >/dev/null 2>&1 || die "no nanogridata_gateway wheel in $dest"
+  python3 "$OPS_DIR/wheelhouse.py" deps --dest "$dest" "${target[@]}" || { rm -rf "$dest"; exit 2; }
   printf '%s\n' "$version" >"$dest/VERSION"
   printf '%s\n' "$source" >"$dest/SOURCE"
   touch "$dest/.complete"
-  log "wheelhouse $version: $(find "$dest" -name '*.whl' | wc -l) wheels in ${dest/#"$HOME"/\~}"
+  log "wheelhouse $version: $(find "$dest" -name '*.whl' | wc -l) wheels for $arch CPython $py in ${dest/#"$HOME"/\~}"
 }

@@ -26,13 +26,34 @@ done
 ensure_apt cloud-init
 log "cloud-init schema of modules/gateway-pair/cloud-init.yaml.tftpl"
 tofu_init terraform/modules/gateway-pair
-rendered="$TF_DATA_DIR/user-data.yaml"
-# tofu console prints a multi-line string as a heredoc: drop the <<EOT / EOT lines.
-echo 'templatefile("cloud-init.yaml.tftpl", { hostname = "gw-a" })' \
-  | tofu -chdir=terraform/modules/gateway-pair console | sed '1d;$d' >"$rendered" \
-  || die "rendering cloud-init.yaml.tftpl with tofu console failed"
-grep -q '^hostname: gw-a$' "$rendered" || die "rendered user data lacks the hostname: $(head -c 300 "$rendered")"
-cloud-init schema --config-file "$rendered" || die "cloud-init rejects the rendered user data"
+# Two variants: a host without a key from OpenTofu (it makes its own), and one with a real key pair:
+# cloud-init must get the private key byte for byte (YAML indentation), matching the public key.
+keydir="$TF_DATA_DIR/hostkey"
+mkdir -m 700 "$keydir"
+ssh-keygen -q -t ed25519 -N '' -C gw-a -f "$keydir/key" || die "ssh-keygen failed"
+for variant in none key; do
+  rendered="$TF_DATA_DIR/user-data-$variant.yaml"
+  host_key=null
+  [[ $variant == key ]] && host_key="{ public = file(\"$keydir/key.pub\"), private = file(\"$keydir/key\") }"
+  # tofu console prints a multi-line string as a heredoc: drop the <<EOT / EOT lines.
+  echo "templatefile(\"cloud-init.yaml.tftpl\", { hostname = \"gw-a\", host_key = $host_key })" \
+    | tofu -chdir=terraform/modules/gateway-pair console | sed '1d;$d' >"$rendered" \
+    || die "rendering cloud-init.yaml.tftpl ($variant) with tofu console failed"
+  grep -q '^hostname: gw-a$' "$rendered" || die "rendered user data lacks the hostname: $(head -c 300 "$rendered")"
+  cloud-init schema --config-file "$rendered" || die "cloud-init rejects the rendered user data ($variant)"
+  python3 - "$rendered" "$keydir/key" "$variant" <<'PY' || die "the rendered user data ($variant) does not carry the host key intact"
+import sys, yaml
+doc = yaml.safe_load(open(sys.argv[1]))
+if sys.argv[3] == "none":
+    assert "ssh_keys" not in doc and "ssh_genkeytypes" not in doc, doc
+else:
+    private = open(sys.argv[2]).read()
+    public = open(sys.argv[2] + ".pub").read().strip()
+    assert doc["ssh_keys"]["ed25519_private"].strip() == private.strip(), "private key altered"
+    assert doc["ssh_keys"]["ed25519_public"] == public, "public key altered"
+    assert doc["ssh_genkeytypes"] == ["ed25519"] and doc["ssh_deletekeys"] is True, doc
+PY
+done
 rm -rf "$TF_DATA_DIR"
 
 # checkov lives in a venv of its own: its many exact pins must not constrain the shared tool venv.

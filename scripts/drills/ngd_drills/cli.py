@@ -514,6 +514,7 @@ def main(argv: list[str] | None = None) -> int:
     logs_dir.mkdir(parents=True, exist_ok=True)
     try:
         inventory = load_inventory(args.env)
+        inventory.require_groups()
     except DrillError as exc:
         print(f"drill: {exc}", file=sys.stderr)
         return 2

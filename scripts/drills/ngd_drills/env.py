@@ -44,8 +44,29 @@ class Inventory:
     def first(self, group: str) -> str:
         hosts = self.groups.get(group, [])
         if not hosts:
-            raise DrillError(f"inventory {self.env}: group '{group}' has no host")
+            raise DrillError(
+                f"inventory {self.env}: group '{group}' has no host{REQUIRED_GROUPS.get(group, '')}"
+            )
         return hosts[0]
+
+    def require_groups(self) -> None:
+        """Every group a drill reads from has a host (else a DrillError naming it and the fix)."""
+        for group in REQUIRED_GROUPS:
+            self.first(group)
+
+
+# What each group is for in a drill, and how an environment gets one.
+REQUIRED_GROUPS = {
+    "monitoring": (
+        ": the drill reads Alertmanager on the monitoring host (monitoring_enabled = true in the "
+        "environment's tfvars, then scripts/deploy.sh ENV)"
+    ),
+    "collectors": (
+        ": the drill counts every acknowledged frame at the sink (VictoriaMetrics on a "
+        "collector host); set collector_enabled = true in the environment's tfvars and run "
+        "scripts/deploy.sh ENV"
+    ),
+}
 
 
 def inventory_path(env: str) -> Path:
@@ -176,6 +197,35 @@ class DockerExecutor:
         return None
 
 
+def known_hosts_files(ssh_common_args: str) -> list[Path]:
+    """The files of -o UserKnownHostsFile=... in ansible_ssh_common_args (the inventory bridge
+    names known_hosts, with OpenTofu's host keys, and known_hosts.tofu)."""
+    words = shlex.split(ssh_common_args or "")
+    for i, word in enumerate(words):
+        option = words[i + 1] if word == "-o" and i + 1 < len(words) else word.removeprefix("-o")
+        if option.lower().startswith("userknownhostsfile="):
+            return [Path(p) for p in option.split("=", 1)[1].split()]
+    return []
+
+
+def pyinfra_host_data(name: str, hv: dict[str, Any]) -> dict[str, Any]:
+    """pyinfra's connection data for an inventory host. The host keys are those Ansible checks:
+    the inventory's known_hosts files (pyinfra reads one: they are joined into one beside them),
+    strictly; without such files pyinfra's own default applies."""
+    data: dict[str, Any] = {"ssh_hostname": hv.get("ansible_host", name)}
+    if "ansible_user" in hv:
+        data["ssh_user"] = hv["ansible_user"]
+    if "ansible_port" in hv:
+        data["ssh_port"] = int(hv["ansible_port"])
+    files = known_hosts_files(str(hv.get("ansible_ssh_common_args", "")))
+    if files:
+        joined = files[0].parent / ".known_hosts.drill"
+        joined.write_text("".join(f.read_text() for f in files if f.is_file()))
+        data["ssh_known_hosts_file"] = str(joined)
+        data["ssh_strict_host_key_checking"] = "yes"
+    return data
+
+
 @dataclass
 class PyinfraExecutor:
     """Staging/production: pyinfra's SSH connector over the same inventory (ansible_host,
@@ -195,12 +245,7 @@ class PyinfraExecutor:
 
             names = []
             for name, hv in self.inventory.hostvars.items():
-                data: dict[str, Any] = {"ssh_hostname": hv.get("ansible_host", name)}
-                if "ansible_user" in hv:
-                    data["ssh_user"] = hv["ansible_user"]
-                if "ansible_port" in hv:
-                    data["ssh_port"] = int(hv["ansible_port"])
-                names.append((name, data))
+                names.append((name, pyinfra_host_data(name, hv)))
             self._state = State(PyInventory((names, {})), Config(SUDO=True))  # type: ignore[no-untyped-call]
             connect_all(self._state)
         return self._state

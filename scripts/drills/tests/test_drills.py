@@ -4,6 +4,8 @@ command line. The drills themselves run against the lab (scripts/ci/integration-
 from __future__ import annotations
 
 import json
+import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -241,3 +243,60 @@ def test_drill_sh_help() -> None:
     assert out.returncode == 0
     for name in SCENARIOS:
         assert name in out.stdout
+
+
+@pytest.mark.parametrize(
+    ("groups", "message"),
+    [
+        ("    collectors:\n      hosts: {}\n", "group 'collectors' has no host: the drill counts"),
+        ("", "group 'collectors' has no host: the drill counts"),  # no such group at all
+    ],
+)
+def test_an_inventory_without_a_collector_is_refused_with_exit_2(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    groups: str,
+    message: str,
+) -> None:
+    """A production without a collector (collector_enabled = false) must get a clear error, not a
+    traceback: the inventory is a real file read by ansible-inventory, as the drill reads it."""
+    from ngd_drills import cli
+    from ngd_drills.env import REPO_ROOT
+
+    name = f"drilltest-{os.getpid()}"
+    inventory = REPO_ROOT / ".lab" / name / "inventory" / "hosts.yml"
+    inventory.parent.mkdir(parents=True)
+    try:
+        inventory.write_text(
+            "all:\n  children:\n"
+            "    gateways:\n"
+            "      hosts: {gw-a: {ngd_vip: 10.0.0.100}, gw-b: {ngd_vip: 10.0.0.100}}\n"
+            "    monitoring:\n      hosts: {mon: {}}\n" + groups
+        )
+        monkeypatch.setenv("NGD_LAB", name)
+        rc = cli.main(["keepalived-stop", "--env", "lab", "--out", str(tmp_path)])
+    finally:
+        shutil.rmtree(REPO_ROOT / ".lab" / name)
+    assert rc == 2
+    err = capsys.readouterr().err
+    assert message in err, err
+    assert "collector_enabled = true" in err
+
+
+def test_ssh_drills_check_host_keys_as_ansible_does(tmp_path: Path) -> None:
+    from ngd_drills.env import pyinfra_host_data
+
+    (tmp_path / "known_hosts").write_text("203.0.113.11 ssh-ed25519 AAAAfromopentofu\n")
+    (tmp_path / "known_hosts.tofu").write_text("203.0.113.20 ssh-ed25519 AAAAfirstuse\n")
+    args = (
+        f"-o 'UserKnownHostsFile={tmp_path}/known_hosts {tmp_path}/known_hosts.tofu' "
+        "-o StrictHostKeyChecking=yes"
+    )
+    data = pyinfra_host_data(
+        "gw-a", {"ansible_host": "203.0.113.11", "ansible_ssh_common_args": args}
+    )
+    assert data["ssh_strict_host_key_checking"] == "yes"
+    joined = Path(data["ssh_known_hosts_file"]).read_text()
+    assert "AAAAfromopentofu" in joined and "AAAAfirstuse" in joined
+    assert "ssh_known_hosts_file" not in pyinfra_host_data("x", {"ansible_host": "192.0.2.1"})

@@ -107,6 +107,11 @@ def fake_tools(tmp_path: Path) -> dict[str, str]:
         f"open({str(calls)!r}, 'a').write(json.dumps(sys.argv[1:]) + '\\n')\n"
         "args = [a for a in sys.argv[1:] if not a.startswith('-chdir=')]\n"
         f"if args[:1] == ['version']: print('OpenTofu v{TOFU_PINNED.group(1)}')\n"
+        "for a in args:\n"
+        "    if a.startswith('-var-file=') and a.endswith('.json'):\n"
+        "        f = a[len('-var-file='):]\n"
+        f"        open({str(calls)!r} + '.varfiles', 'a').write(json.dumps([f, json.load(open(f))]))\n"
+        f"        open({str(calls)!r} + '.varfiles', 'a').write('\\n')\n"
         "if args[:1] == ['plan']: sys.exit('fake tofu: no plan here')\n"
     )
     tofu.chmod(0o755)
@@ -175,6 +180,33 @@ def test_the_plan_reads_the_environment_tfvars(tmp_path: Path, fake_tools: dict[
     assert "-input=false" in plans[0]
 
 
+def test_the_plan_gets_fresh_host_keys_for_every_host(tmp_path: Path, fake_tools: dict[str, str]) -> None:
+    """New hosts get their SSH host key from OpenTofu: deploy.sh generates one per host for the
+    plan, in a variable file of its own that does not outlive the run."""
+    tfvars = _filled_tfvars(tmp_path / "staging.tfvars")
+    env = {**fake_tools, "NGD_TFVARS_FILE": str(tfvars)}
+    result = run(REPO / "scripts/deploy.sh", "staging", "--version", "1.0.0", env=env)
+    assert "tofu plan failed" in result.stderr, result.stderr
+    varfiles = [json.loads(line) for line in Path(env["TOFU_CALLS"] + ".varfiles").read_text().splitlines()]
+    assert len(varfiles) == 1
+    path, values = varfiles[0]
+    assert (
+        set(values["host_public_keys"])
+        == set(values["host_private_keys"])
+        == {"gw-a", "gw-b", "mon", "collector"}
+    )
+    for host, public in values["host_public_keys"].items():
+        assert public.startswith("ssh-ed25519 AAAA") and public.endswith(f"{host} host key")
+        private = tmp_path / f"{host}.key"
+        private.write_text(values["host_private_keys"][host])
+        private.chmod(0o600)
+        derived = subprocess.run(
+            ["ssh-keygen", "-y", "-f", str(private)], capture_output=True, text=True, check=True
+        )
+        assert derived.stdout.split()[:2] == public.split()[:2]  # a real pair
+    assert not Path(path).exists()  # private keys removed with the run
+
+
 class _Alertmanager(BaseHTTPRequestHandler):
     alerts: ClassVar[list[dict[str, object]]] = []
 
@@ -239,6 +271,62 @@ def test_production_needs_typed_confirmation(
     )
     assert result.returncode != 0
     assert "confirmation needed ('production'); re-run with --yes" in result.stderr
+
+
+def test_production_refuses_to_deploy_without_a_real_sink(
+    tmp_path: Path, alertmanager: str, fake_tools: dict[str, str]
+) -> None:
+    _Alertmanager.alerts = []
+    env = _production_env(tmp_path, alertmanager, fake_tools)
+    tfvars = Path(env["NGD_TFVARS_FILE"])
+    tfvars.write_text(tfvars.read_text().replace("collector_enabled  = true", "collector_enabled  = false"))
+    result = run(REPO / "scripts/deploy.sh", "production", "--version", "1.0.0", "--yes", env=env)
+    assert result.returncode == 2, result.stderr
+    assert "production has no real sink" in result.stderr
+    assert f"Set collector_enabled = true in {tfvars}" in result.stderr
+    assert "or gateway_sinks in ansible/inventories/production/group_vars/all/main.yml" in result.stderr
+    assert not any("plan" in call for call in _tofu_calls(env))
+
+
+def test_the_example_production_tfvars_has_a_sink() -> None:
+    """README's first step copies the example: what it copies must pass the sink preflight."""
+    result = run(
+        sys.executable,
+        REPO / "scripts/ops/sink_check.py",
+        "production",
+        "--tfvars",
+        REPO / "terraform/environments/production/production.tfvars.example",
+        "--variables",
+        REPO / "terraform/environments/production/variables.tf",
+    )
+    assert result.returncode == 0, result.stderr
+    assert "collector host (collector_enabled = true" in result.stdout
+
+
+def test_sink_check_counts_gateway_sinks_and_the_inventory(tmp_path: Path) -> None:
+    group_vars = tmp_path / "group_vars"
+    (group_vars / "all").mkdir(parents=True)
+    (group_vars / "all/vault.yml").write_text("$ANSIBLE_VAULT;1.1;AES256\n6162\n")
+    main = group_vars / "all/main.yml"
+    main.write_text("gateway_sinks:\n  audit: {type: jsonl, path: /srv/a.jsonl}\n")
+    inventory = tmp_path / "hosts.yml"
+    inventory.write_text("all:\n  children:\n    gateways:\n      hosts: {gw-a: {}, gw-b: {}}\n")
+    args: list[str | Path] = [
+        sys.executable,
+        REPO / "scripts/ops/sink_check.py",
+        "production",
+        "--group-vars",
+        group_vars,
+    ]
+    only_jsonl = run(*args, "--inventory", inventory)
+    assert only_jsonl.returncode == 2 and "production has no real sink" in only_jsonl.stderr
+    staging = run(*[str(a).replace("production", "staging") for a in args], "--inventory", inventory)
+    assert staging.returncode == 0 and "WARNING: staging has no real sink" in staging.stderr
+    main.write_text("gateway_sinks:\n  central: {type: http_json, url: 'https://c.example/in'}\n")
+    assert "gateway_sinks.central (http_json)" in run(*args, "--inventory", inventory).stdout
+    main.write_text("---\n")
+    inventory.write_text("all:\n  children:\n    collectors:\n      hosts: {collector: {}}\n")
+    assert "collector host collector" in run(*args, "--inventory", inventory).stdout
 
 
 def test_rollback_refuses_a_malformed_release_name() -> None:
@@ -333,7 +421,7 @@ def test_git_describe_maps_to_pep440(tmp_path: Path) -> None:
 def _build_wheelhouse(cache: Path, version: str) -> subprocess.CompletedProcess[str]:
     script = (
         f'source "{REPO}/scripts/lib/common.sh"; source "{REPO}/scripts/ops/lib.sh"; '
-        f"ops_build_wheelhouse {version}"
+        f"ops_build_wheelhouse {version} x86_64 3.11 2.36"
     )
     return run("bash", "-c", script, env={"NGD_CACHE": str(cache)})
 
@@ -343,6 +431,7 @@ def _cached_wheelhouse(cache: Path, version: str, source: str) -> Path:
     dest.mkdir(parents=True)
     (dest / "nanogridata_gateway-1.0.0-py3-none-any.whl").write_bytes(b"old build")
     (dest / "SOURCE").write_text(source + "\n")
+    (dest / ".target-x86_64-cp311-glibc2.36").touch()
     (dest / ".complete").touch()
     return dest
 

@@ -38,6 +38,8 @@ module "gateway_pair" {
   collector_enabled   = var.collector_enabled
   delete_protection   = false
   labels              = var.labels
+  host_public_keys    = var.host_public_keys
+  host_private_keys   = var.host_private_keys
 }
 
 output "inventory" {

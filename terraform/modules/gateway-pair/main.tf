@@ -29,6 +29,45 @@ locals {
     var.monitoring_enabled ? { "mon" = { group = "monitoring", private_ip = cidrhost(var.private_subnet_cidr, 20) } } : {},
     var.collector_enabled ? { "collector" = { group = "collectors", private_ip = cidrhost(var.private_subnet_cidr, 30) } } : {},
   )
+
+  # What cloud-init writes per host: null when the host has no key in the state (it makes its own).
+  host_keys = {
+    for name in keys(merge(local.gateways, local.support_hosts)) : name => (
+      terraform_data.host_public_key[name].output == null ? null : {
+        public  = terraform_data.host_public_key[name].output
+        private = terraform_data.host_private_key[name].output
+      }
+    )
+  }
+}
+
+# Each host's SSH host key, kept from the host's first apply on: the value given then (deploy.sh
+# generates fresh keys for every plan) is stored here and later values are ignored, so a key never
+# changes under running hosts and a server that is replaced comes back with the same key. The
+# private key is in the state and the server's user data (both to be kept as secret as the API
+# token); the public key goes to the inventory output and from there into known_hosts.
+resource "terraform_data" "host_public_key" {
+  for_each = merge(local.gateways, local.support_hosts)
+
+  input = lookup(var.host_public_keys, each.key, null)
+
+  lifecycle {
+    ignore_changes = [input]
+    precondition {
+      condition     = sort(keys(var.host_public_keys)) == sort(keys(var.host_private_keys))
+      error_message = "host_public_keys and host_private_keys must name the same hosts."
+    }
+  }
+}
+
+resource "terraform_data" "host_private_key" {
+  for_each = merge(local.gateways, local.support_hosts)
+
+  input = lookup(var.host_private_keys, each.key, null)
+
+  lifecycle {
+    ignore_changes = [input]
+  }
 }
 
 resource "hcloud_ssh_key" "admin" {
@@ -167,7 +206,7 @@ resource "hcloud_server" "node" {
   placement_group_id = each.value.placement_group_id
   ssh_keys           = [for key in hcloud_ssh_key.admin : key.id]
   firewall_ids       = each.value.firewall_ids
-  user_data          = templatefile("${path.module}/cloud-init.yaml.tftpl", { hostname = each.key })
+  user_data          = templatefile("${path.module}/cloud-init.yaml.tftpl", { hostname = each.key, host_key = local.host_keys[each.key] })
   delete_protection  = var.delete_protection
   rebuild_protection = var.delete_protection
   labels             = merge(local.common_labels, { "app.nanogridata.io/role" = each.value.role, "app.nanogridata.io/host" = each.key })

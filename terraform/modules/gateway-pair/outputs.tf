@@ -27,6 +27,8 @@ output "inventory" {
           public_ipv4         = hcloud_server.node[name].ipv4_address
           private_ip          = gateway.private_ip
           keepalived_priority = gateway.keepalived_priority
+          # The public half only (null: the host made its own keys at first boot).
+          ssh_host_key = terraform_data.host_public_key[name].output
         }
       },
       {
@@ -38,6 +40,7 @@ output "inventory" {
           public_ipv4         = hcloud_server.node[name].ipv4_address
           private_ip          = host.private_ip
           keepalived_priority = null
+          ssh_host_key        = terraform_data.host_public_key[name].output
         }
       },
     )

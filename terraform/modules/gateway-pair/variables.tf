@@ -213,3 +213,26 @@ variable "delete_protection" {
   type        = bool
   default     = false
 }
+
+variable "host_public_keys" {
+  description = "SSH host public keys per host name (gw-a, gw-b, mon, collector), \"ssh-ed25519 AAAA...\", with their private halves in host_private_keys. scripts/deploy.sh generates fresh ones for every plan; a host's key is kept in the state from its first apply on (later values are ignored), written by cloud-init and published in the inventory output, so known_hosts comes from OpenTofu, not from the first connection. A host without one makes its own keys (its first contact then needs deploy.sh --trust-new-host-keys)."
+  type        = map(string)
+  default     = {}
+
+  validation {
+    condition     = alltrue([for name, key in var.host_public_keys : can(regex("^ssh-ed25519 [A-Za-z0-9+/=]+( .*)?$", trimspace(key)))])
+    error_message = "host_public_keys values must be ed25519 public keys, \"ssh-ed25519 AAAA...\" (ssh-keygen -t ed25519)."
+  }
+}
+
+variable "host_private_keys" {
+  description = "The OpenSSH private halves of host_public_keys, same host names."
+  type        = map(string)
+  default     = {}
+  sensitive   = true
+
+  validation {
+    condition     = alltrue([for name, key in var.host_private_keys : strcontains(key, "BEGIN OPENSSH PRIVATE KEY")])
+    error_message = "host_private_keys values must be OpenSSH private keys (ssh-keygen -t ed25519)."
+  }
+}

@@ -165,7 +165,7 @@ run "inventory_output_shape" {
   }
 
   assert {
-    condition = output.inventory.hosts["gw-a"] == {
+    condition = merge(output.inventory.hosts["gw-a"], { ssh_host_key = null }) == {
       group               = "gateways"
       server_name         = "ngd-production-gw-a"
       server_id           = "1001"
@@ -173,8 +173,14 @@ run "inventory_output_shape" {
       public_ipv4         = hcloud_server.node["gw-a"].ipv4_address
       private_ip          = "10.53.1.11"
       keepalived_priority = 150
+      ssh_host_key        = null
     }
     error_message = "inventory entry of gw-a is wrong"
+  }
+
+  assert {
+    condition     = output.inventory.hosts["gw-a"].ssh_host_key == null
+    error_message = "no host key given: none may be published (the host makes its own)"
   }
 
   assert {
