@@ -100,9 +100,12 @@ def test_init_plan_apply_replan_destroy(workdir: Path, twin: HcloudTwin) -> None
 
     client = Client(token=twin.state.token, api_endpoint=twin.endpoint, poll_interval=0.1)
     servers = {s.name: s for s in client.servers.get_all()}
-    assert sorted(servers) == ["ngd-production-gw-a", "ngd-production-gw-b", "ngd-production-mon"]
+    # The example tfvars has a collector: production refuses to deploy without a real sink.
+    assert sorted(servers) == [
+        "ngd-production-collector", "ngd-production-gw-a", "ngd-production-gw-b", "ngd-production-mon",
+    ]  # fmt: skip
     assert {servers[n].server_type.name for n in ("ngd-production-gw-a", "ngd-production-gw-b")} == {"cx33"}
-    assert servers["ngd-production-mon"].server_type.name == "cx23"
+    assert {servers[n].server_type.name for n in ("ngd-production-mon", "ngd-production-collector")} == {"cx23"}
     assert all(s.status == "running" and s.protection["delete"] for s in servers.values())
     assert [n.ip.split(".")[-1] for n in servers["ngd-production-gw-a"].private_net] == ["11"]
     (vip,) = client.floating_ips.get_all()
