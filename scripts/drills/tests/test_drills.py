@@ -293,9 +293,7 @@ def test_ssh_drills_check_host_keys_as_ansible_does(tmp_path: Path) -> None:
         f"-o 'UserKnownHostsFile={tmp_path}/known_hosts {tmp_path}/known_hosts.tofu' "
         "-o StrictHostKeyChecking=yes"
     )
-    data = pyinfra_host_data(
-        "gw-a", {"ansible_host": "203.0.113.11", "ansible_ssh_common_args": args}
-    )
+    data = pyinfra_host_data("gw-a", {"ansible_host": "203.0.113.11", "ansible_ssh_common_args": args})
     assert data["ssh_strict_host_key_checking"] == "yes"
     joined = Path(data["ssh_known_hosts_file"]).read_text()
     assert "AAAAfromopentofu" in joined and "AAAAfirstuse" in joined

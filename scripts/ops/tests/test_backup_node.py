@@ -92,7 +92,12 @@ def _acked(path: Path) -> list[int]:
 def _backup(root: Path, *args: str) -> subprocess.CompletedProcess[str]:
     env = dict(os.environ, NGD_BACKUP_FS_ROOT=str(root))
     return subprocess.run(
-        ["bash", str(BACKUP), "--node", *args], env=env, capture_output=True, text=True, timeout=120
+        ["bash", str(BACKUP), "--node", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
     )
 
 
@@ -110,7 +115,7 @@ def test_spool_snapshot_under_write_load_holds_every_acknowledged_frame(
     assert result.returncode == 0, result.stderr
     assert max(_acked(writer)) > acked_before, "the writer was not writing during the backup"
 
-    assert subprocess.run(["sha256sum", "--quiet", "-c", "SHA256SUMS"], cwd=out).returncode == 0
+    assert subprocess.run(["sha256sum", "--quiet", "-c", "SHA256SUMS"], cwd=out, check=False).returncode == 0
     unpacked = tmp_path / "unpacked"
     with tarfile.open(out / "gateway.tar.gz") as tar:
         tar.extractall(unpacked, filter="tar")
@@ -205,7 +210,7 @@ def test_store_verifies_prunes_and_exports_offhost_freshness(root: Path, tmp_pat
         result = subprocess.run(
             ["bash", str(BACKUP), "--store", "--dir", str(store), "--env", "lab", "--keep", "1",
              "--textfile-dir", str(textfile)],
-            capture_output=True, text=True, timeout=60,
+            check=False, capture_output=True, text=True, timeout=60,
         )  # fmt: skip
         assert result.returncode == 0, result.stderr
     assert [p.name for p in store.iterdir()] == ["20260102T000000Z"]
@@ -222,7 +227,7 @@ def test_store_refuses_a_copy_whose_checksums_do_not_match(root: Path, tmp_path:
         f.write("x")
     result = subprocess.run(
         ["bash", str(BACKUP), "--store", "--dir", str(copy.parent), "--env", "lab", "--keep", "1"],
-        capture_output=True, text=True, timeout=60,
+        check=False, capture_output=True, text=True, timeout=60,
     )  # fmt: skip
     assert result.returncode == 1
     assert "do not match after the copy" in result.stderr
