@@ -23,6 +23,7 @@
 # Environment: NGD_REHEARSAL_LAB (reh), NGD_REHEARSAL_PRIVATE_SUBNET (172.30.74.0/24),
 # NGD_REHEARSAL_PUBLIC_SUBNET (172.30.75.0/24).
 set -euo pipefail
+# shellcheck source=scripts/lib/common.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib/common.sh"
 help_from_header "$@"
 
@@ -67,11 +68,11 @@ print_timings() {
 }
 
 remove_leftovers() {  # containers and networks of this lab: ours by label, nothing else
-  local ids
-  ids=$(docker ps -aq --filter "label=$LABEL")
-  [[ -z "$ids" ]] || docker rm -f $ids >/dev/null
-  ids=$(docker network ls -q --filter "label=$LABEL")
-  [[ -z "$ids" ]] || docker network rm $ids >/dev/null
+  local ids=()
+  mapfile -t ids < <(docker ps -aq --filter "label=$LABEL")
+  ((${#ids[@]} == 0)) || docker rm -f "${ids[@]}" >/dev/null
+  mapfile -t ids < <(docker network ls -q --filter "label=$LABEL")
+  ((${#ids[@]} == 0)) || docker network rm "${ids[@]}" >/dev/null
 }
 
 ensure_docker
@@ -82,6 +83,7 @@ if ((CLEANUP_ONLY)); then
 fi
 require_cmd ssh "install openssh-client"
 require_cmd ssh-keygen "install openssh-client"
+# shellcheck source=scripts/lib/toolenv.sh
 source "$REPO_ROOT/scripts/lib/toolenv.sh"
 toolenv_activate
 require_cmd ansible-vault "the tool venv should provide it"
@@ -223,8 +225,9 @@ PY
   ansible-vault encrypt --vault-password-file "$VAULT_PASS" "$GV/vault.yml" >/dev/null
   sed -i -E 's|^ngd_runbook_base_url: "".*|ngd_runbook_base_url: "https://git.example.com/ops/nanogridata/-/blob/main/docs/runbooks/alerts.md"|' "$GV/main.yml"
   grep -q '^ngd_runbook_base_url: "https' "$GV/main.yml" || die "main.yml changed: no empty ngd_runbook_base_url line"
-  # The operator's settings are part of his checkout (README: commit them); secrets are not.
-  git -C "$OP" -c user.name=operator -c user.email=operator@example.invalid commit -q -am "production settings"
+  # README: the settings and the encrypted vault are committed (deploy.sh deploys a clean tree).
+  git -C "$OP" add "$GV/vault.yml" "$GV/main.yml"
+  git -C "$OP" -c user.name=operator -c user.email=operator@example.invalid commit -q -m "production settings"
 }
 timed "README steps 1-2 (tfvars, vault, runbook URL)" readme_steps
 export NGD_VAULT_PASSWORD_FILE="$VAULT_PASS"
