@@ -98,8 +98,7 @@ cleanup() {
     for _ in $(seq 120); do kill -0 "$TWIN_PID" 2>/dev/null || break; sleep 0.5; done
     kill -KILL "$TWIN_PID" 2>/dev/null || true
   fi
-  [[ -n "${SSH_AGENT_PID:-}" ]] && kill "$SSH_AGENT_PID" 2>/dev/null
-  remove_leftovers || true
+    remove_leftovers || true
   print_timings
   if ((rc == 0 || KEEP_ON_FAILURE == 0)); then
     rm -rf "$WORK"
@@ -160,8 +159,10 @@ HCLOUD_TOKEN=$(cat "$TOKEN_FILE")
 export HCLOUD_TOKEN
 ok "twin at $HCLOUD_ENDPOINT (operator address on the public side: $OPERATOR_IP)"
 
-# The operator's SSH: a key in an agent, known hosts of this run only (ssh reads ~/.ssh of the
-# passwd entry whatever HOME says, so a wrapper adds -F with this run's config).
+# The operator's SSH: this run's key and known hosts (ssh reads ~/.ssh of the passwd entry whatever
+# HOME says, so a wrapper adds -F with this run's config). StrictHostKeyChecking accept-new and
+# ConnectionAttempts are the operator's choices here: deploy.sh waits for nothing after tofu apply,
+# and the hosts' keys are new.
 ssh-keygen -q -t ed25519 -N "" -C "ops@rehearsal" -f "$WORK/id_ed25519"
 mkdir -p "$WORK/bin"
 cat >"$WORK/ssh_config" <<EOF
@@ -169,6 +170,8 @@ Host *
   IdentityFile $WORK/id_ed25519
   IdentitiesOnly yes
   UserKnownHostsFile $WORK/known_hosts
+  StrictHostKeyChecking accept-new
+  ConnectionAttempts 180
 EOF
 real_ssh=$(command -v ssh)
 printf '#!/bin/sh\nexec %s -F %s "$@"\n' "$real_ssh" "$WORK/ssh_config" >"$WORK/bin/ssh"
