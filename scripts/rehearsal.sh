@@ -202,18 +202,20 @@ open(path, "w").write(text)
 PY
   printf '%s\n' "$(python3 -c 'import secrets; print(secrets.token_urlsafe(24))')" >"$VAULT_PASS"
   chmod 600 "$VAULT_PASS"
-  local model_secret peer_secret
-  model_secret=$(nanogridata-gateway keygen)
-  peer_secret=$(nanogridata-gateway keygen)
-  # Receivers on the docker host's public address (our own network); nothing is paged here.
-  python3 - "$GV/vault.yml.example" "$GV/vault.yml" "$model_secret" "$peer_secret" "$HCLOUD_TOKEN" \
+  # Every secret placeholder gets its own `nanogridata-gateway keygen`; receivers on the docker
+  # host's public address (our own network): nothing is paged from here.
+  python3 - "$GV/vault.yml.example" "$GV/vault.yml" "$HCLOUD_TOKEN" \
     "http://$OPERATOR_IP:9/pager" "http://$OPERATOR_IP:9/deadman" "http://$OPERATOR_IP:9/chat" <<'PY'
-import sys
-src, dst, model, peer, token, pager, deadman, chat = sys.argv[1:]
+import subprocess, sys
+src, dst, token, pager, deadman, chat = sys.argv[1:]
 text = open(src).read()
+placeholder = "REPLACE-WITH-64-HEX-CHARACTERS"
+if placeholder not in text:
+    sys.exit(f"vault.yml.example changed: no {placeholder}")
+while placeholder in text:
+    secret = subprocess.run(["nanogridata-gateway", "keygen"], capture_output=True, text=True, check=True).stdout.strip()
+    text = text.replace(placeholder, secret, 1)
 subs = {
-    '"0x10": "REPLACE-WITH-64-HEX-CHARACTERS"': f'"0x10": "{model}"',
-    'vault_gateway_peer_secret: "REPLACE-WITH-64-HEX-CHARACTERS"': f'vault_gateway_peer_secret: "{peer}"',
     'vault_hcloud_token: ""': f'vault_hcloud_token: "{token}"',
     'vault_alert_pager_webhook_url: ""': f'vault_alert_pager_webhook_url: "{pager}"',
     'vault_alert_deadman_url: ""': f'vault_alert_deadman_url: "{deadman}"',
@@ -228,6 +230,10 @@ PY
   ansible-vault encrypt --vault-password-file "$VAULT_PASS" "$GV/vault.yml" >/dev/null
   sed -i -E 's|^ngd_runbook_base_url: "".*|ngd_runbook_base_url: "https://git.example.com/ops/nanogridata/-/blob/main/docs/runbooks/alerts.md"|' "$GV/main.yml"
   grep -q '^ngd_runbook_base_url: "https' "$GV/main.yml" || die "main.yml changed: no empty ngd_runbook_base_url line"
+  # Beyond README, for the twin only: its "internet" has no NTP pool and no Grafana apt repository
+  # (and tests reach nothing outside our own networks). Nothing else differs.
+  printf '%s\n' "" "# The rehearsal's hosts have no internet: no NTP pool, no Grafana repository." \
+    "common_chrony_enabled: false" "grafana_install_package: false" >>"$GV/main.yml"
   # README: the settings and the encrypted vault are committed (deploy.sh deploys a clean tree).
   git -C "$OP" add "$GV/vault.yml" "$GV/main.yml"
   git -C "$OP" -c user.name=operator -c user.email=operator@example.invalid commit -q -m "production settings"

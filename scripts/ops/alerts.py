@@ -59,9 +59,14 @@ def monitoring_host(inventory: str, vault_file: str | None) -> str:
     return str(hosts[0])
 
 
-def _ad_hoc(inventory: str, host: str, vault_file: str | None, module: str, args: dict[str, Any]) -> dict[str, Any]:
+def _ad_hoc(
+    inventory: str, host: str, vault_file: str | None, module: str, args: dict[str, Any]
+) -> dict[str, Any]:
     """One module on one host; its result (Ansible's json callback)."""
-    env = _ansible_env(vault_file) | {"ANSIBLE_STDOUT_CALLBACK": "ansible.builtin.json", "ANSIBLE_LOAD_CALLBACK_PLUGINS": "1"}
+    env = _ansible_env(vault_file) | {
+        "ANSIBLE_STDOUT_CALLBACK": "ansible.builtin.json",
+        "ANSIBLE_LOAD_CALLBACK_PLUGINS": "1",
+    }
     done = subprocess.run(
         ["ansible", host, "-i", inventory, "-m", module, "-a", json.dumps(args)],
         capture_output=True,
@@ -73,7 +78,9 @@ def _ad_hoc(inventory: str, host: str, vault_file: str | None, module: str, args
     try:
         result: dict[str, Any] = json.loads(done.stdout)["plays"][0]["tasks"][0]["hosts"][host]
     except (ValueError, KeyError, IndexError):
-        raise AskError(f"ansible {host} -m {module} failed: {(done.stderr or done.stdout).strip()[-400:]}") from None
+        raise AskError(
+            f"ansible {host} -m {module} failed: {(done.stderr or done.stdout).strip()[-400:]}"
+        ) from None
     if result.get("unreachable"):
         raise AskError(f"{host} is unreachable: {result.get('msg', '')}")
     return result
@@ -83,9 +90,21 @@ def alerts_on_host(inventory: str, port: int, vault_file: str | None) -> tuple[s
     host = monitoring_host(inventory, vault_file)
     where = f"{host}: 127.0.0.1:{port}"
     url = f"http://127.0.0.1:{port}{QUERY}"
-    result = _ad_hoc(inventory, host, vault_file, "ansible.builtin.uri", {"url": url, "return_content": True, "timeout": 10})
+    result = _ad_hoc(
+        inventory,
+        host,
+        vault_file,
+        "ansible.builtin.uri",
+        {"url": url, "return_content": True, "timeout": 10},
+    )
     if result.get("failed"):
-        unit = _ad_hoc(inventory, host, vault_file, "ansible.builtin.stat", {"path": f"/etc/systemd/system/multi-user.target.wants/{UNIT}"})
+        unit = _ad_hoc(
+            inventory,
+            host,
+            vault_file,
+            "ansible.builtin.stat",
+            {"path": f"/etc/systemd/system/multi-user.target.wants/{UNIT}"},
+        )
         if not unit.get("failed") and not unit.get("stat", {}).get("exists"):
             raise NotInstalled(f"no Alertmanager on {host} yet ({UNIT} is not enabled)")
         raise AskError(f"{where}: {result.get('msg', 'failed')}")
@@ -109,7 +128,9 @@ def main() -> int:
     ap.add_argument("--inventory", required=True)
     ap.add_argument("--port", type=int, required=True, help="ngd_alertmanager_port")
     ap.add_argument("--severity", default="critical")
-    ap.add_argument("--vault-password-file", help="the environment's vault password file (its group vars are read)")
+    ap.add_argument(
+        "--vault-password-file", help="the environment's vault password file (its group vars are read)"
+    )
     ap.add_argument("--url", help="ask this Alertmanager base URL directly instead of on the monitoring host")
     args = ap.parse_args()
     try:
