@@ -90,8 +90,22 @@ require_cmd ansible-vault "the tool venv should provide it"
 
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/ngd-rehearsal-$LAB.XXXXXX")
 TWIN_PID=""
+diagnose() {  # after a failure: every host's failed units and journal, kept with the run's files
+  local name
+  mkdir -p "$WORK/diag"
+  for name in $(docker ps --filter "label=$LABEL" --format '{{.Names}}'); do
+    docker exec "$name" sh -c 'systemctl --failed --no-legend; journalctl -n 400 --no-pager' \
+      >"$WORK/diag/$name.log" 2>&1 || true
+    docker exec "$name" systemctl --failed --no-legend 2>/dev/null | awk '{print $1}' | grep -v '^$' \
+      | while read -r unit; do
+        warn "$name: $unit failed:"
+        docker exec "$name" journalctl -u "$unit" -n 25 --no-pager >&2 || true
+      done
+  done
+}
 cleanup() {
   local rc=$?
+  ((rc == 0)) || diagnose || true
   if [[ -n "$TWIN_PID" ]] && kill -0 "$TWIN_PID" 2>/dev/null; then
     kill -TERM "$TWIN_PID" 2>/dev/null || true
     # The twin removes its hosts on SIGTERM; wait for that, then make sure by label.
