@@ -135,14 +135,19 @@ if [[ "$ENV_NAME" != lab ]]; then
 fi
 if [[ "$ENV_NAME" != lab && ( -f "$INVENTORY" || -n "${NGD_ALERTMANAGER_URL:-}" ) ]]; then
   # A deploy must not add a change on top of an ongoing incident.
+  # Asked on the monitoring host over SSH: its port stays closed to the outside.
+  alerts_rc=0
   python3 "$OPS_DIR/alerts.py" --inventory "$INVENTORY" --port "$(ops_port ngd_alertmanager_port)" \
-    --severity critical ${NGD_ALERTMANAGER_URL:+--url "$NGD_ALERTMANAGER_URL"} || {
-    alerts_rc=$?
+    --vault-password-file "$(ops_vault_file "$ENV_NAME")" \
+    --severity critical ${NGD_ALERTMANAGER_URL:+--url "$NGD_ALERTMANAGER_URL"} || alerts_rc=$?
+  if ((alerts_rc == 3)); then
+    log "no Alertmanager on the monitoring host yet (an earlier first deploy stopped before it): nothing to ask"
+  elif ((alerts_rc)); then
     reason="a critical alert is firing (above): resolve or silence it first"
     [[ $alerts_rc == 2 ]] && reason="Alertmanager cannot be asked (above): a deploy must not go ahead blind"
     [[ "$ENV_NAME" == production ]] && die "$reason"
     warn "$reason; continuing ($ENV_NAME is not production)"
-  }
+  fi
 fi
 if [[ "$ENV_NAME" == production && $CHECK == 0 ]]; then
   confirm "Deploy to PRODUCTION." production
@@ -263,7 +268,9 @@ step "verify"
 verify() {
   if [[ -d "$REPO_ROOT/ansible/tests/infra" && "${NGD_DEPLOY_SKIP_TESTINFRA:-0}" != 1 ]]; then
     log "testinfra: ansible/tests/infra (not disruptive)"
-    ANSIBLE_CONFIG="$REPO_ROOT/ansible/ansible.cfg" pytest -q -p no:cacheprovider "$REPO_ROOT/ansible/tests/infra" \
+    # testinfra reads the inventory with ansible-inventory: it needs the vault's password too.
+    ANSIBLE_CONFIG="$REPO_ROOT/ansible/ansible.cfg" ANSIBLE_VAULT_PASSWORD_FILE="$(ops_vault_file "$ENV_NAME")" \
+      pytest -q -p no:cacheprovider "$REPO_ROOT/ansible/tests/infra" \
       --hosts='ansible://all' --ansible-inventory="$INVENTORY" -m 'not disruptive' \
       || { warn "testinfra failed (above)"; return 1; }
   fi

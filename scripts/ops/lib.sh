@@ -107,15 +107,25 @@ print(ports[key])
 PY
 }
 
+# _ops_inventory_cmd ENV ARGS...: ansible-inventory of ENV. With the vault password: an
+# environment's group vars include its encrypted vault.yml, and without the password
+# ansible-inventory fails as a whole (every variable read empty).
+_ops_inventory_cmd() {
+  local env="$1" vf
+  shift
+  vf=$(ops_vault_file "$env")
+  ansible-inventory -i "$(ops_inventory "$env")" ${vf:+--vault-password-file "$vf"} "$@"
+}
+
 # ops_inventory_var ENV HOST VAR: a variable of HOST as the inventory resolves it.
 ops_inventory_var() {
-  ansible-inventory -i "$(ops_inventory "$1")" --host "$2" 2>/dev/null \
+  _ops_inventory_cmd "$1" --host "$2" 2>/dev/null \
     | python3 -c 'import json,sys; print(json.load(sys.stdin).get(sys.argv[1], ""))' "$3"
 }
 
 # ops_group_hosts ENV GROUP: the hosts of GROUP, one per line.
 ops_group_hosts() {
-  ansible-inventory -i "$(ops_inventory "$1")" --list 2>/dev/null \
+  _ops_inventory_cmd "$1" --list 2>/dev/null \
     | python3 -c 'import json,sys; print("\n".join(json.load(sys.stdin).get(sys.argv[1], {}).get("hosts", [])))' "$2"
 }
 

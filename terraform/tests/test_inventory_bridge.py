@@ -55,12 +55,14 @@ def test_recorded_output_becomes_the_contract_inventory(tmp_path: Path) -> None:
             "ansible_host": "203.0.113.11",
             "ngd_private_ip": "10.53.1.11",
             "ngd_public_ip": "203.0.113.11",
+            "ngd_server_id": "1001",
             "keepalived_priority": 150,
         },
         "gw-b": {
             "ansible_host": "203.0.113.12",
             "ngd_private_ip": "10.53.1.12",
             "ngd_public_ip": "203.0.113.12",
+            "ngd_server_id": "1002",
             "keepalived_priority": 100,
         },
     }
@@ -69,6 +71,7 @@ def test_recorded_output_becomes_the_contract_inventory(tmp_path: Path) -> None:
             "ansible_host": "203.0.113.20",
             "ngd_private_ip": "10.53.1.20",
             "ngd_public_ip": "203.0.113.20",
+            "ngd_server_id": "1003",
         }
     }
     assert children["collectors"]["hosts"]["collector"]["ngd_private_ip"] == "10.53.1.30"
@@ -445,3 +448,13 @@ def test_an_inventory_without_the_networks_fails_naming_the_tfvars(
     output = " ".join(result.stdout.split())
     assert message in output
     assert "admin_cidrs and device_cidrs in terraform/environments/production/production.tfvars" in output
+
+
+def test_the_endpoint_tofu_used_reaches_the_keepalived_hooks(staging_output: dict[str, Any]) -> None:
+    """The hooks move the floating IP through the API tofu talked to: another endpoint than
+    Hetzner's (HCLOUD_ENDPOINT) is carried into the inventory, none is written otherwise."""
+    inventory = inventory_bridge.parse_output(staging_output, "staging")
+    plain = yaml.safe_load(inventory_bridge.render(inventory))
+    assert "ngd_hcloud_endpoint" not in plain["all"]["vars"]
+    other = yaml.safe_load(inventory_bridge.render(inventory, hcloud_endpoint="http://127.0.0.1:8080/v1"))
+    assert other["all"]["vars"]["ngd_hcloud_endpoint"] == "http://127.0.0.1:8080/v1"

@@ -33,6 +33,8 @@ from .service import HcloudTwin
 log = logging.getLogger("hcloud_twin.hosts")
 LABEL = "io.nanogridata.lab"
 HOST_PACKAGES = ("openssh-server", "nftables")
+# Part of the host image's tag: a change to how the image is derived builds it anew.
+HOST_IMAGE_REVISION = 2
 
 
 def address_pools(public_subnet: str) -> dict[str, str]:
@@ -230,7 +232,7 @@ class DockerHosts:
     # -- docker helpers --------------------------------------------------------------------------
     def _host_image(self, lab_image: str) -> str:
         """The lab image plus what a Debian cloud image has and the lab's lacks (built once)."""
-        tag = f"ngd-hcloud-twin-host:{lab_image.rsplit(':', 1)[-1]}"
+        tag = f"ngd-hcloud-twin-host:{lab_image.rsplit(':', 1)[-1]}-r{HOST_IMAGE_REVISION}"
         if subprocess.run([self.docker, "image", "inspect", tag], capture_output=True, check=False).returncode == 0:
             return tag
         builder = f"ngd-{self.lab}-image-build"
@@ -241,6 +243,10 @@ class DockerHosts:
             install = (
                 "apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "
                 f"{' '.join(HOST_PACKAGES)} >/dev/null && apt-get clean"
+                # As on a cloud image, sshd starts only once cloud-init has written the host keys
+                # and root's authorized_keys (_create does): never with the image's shared keys
+                # or before the key is there (a client would record a key that changes, or be refused).
+                " && systemctl disable ssh.service >/dev/null 2>&1 && rm -f /etc/ssh/ssh_host_*_key*"
             )
             self._run([self.docker, "exec", builder, "sh", "-c", install], timeout=900)
             self._run([self.docker, "stop", builder], timeout=120)

@@ -25,21 +25,23 @@ locals {
 module "gateway_pair" {
   source = "../../modules/gateway-pair"
 
-  environment         = "production"
-  location            = var.location
-  gateway_server_type = var.gateway_server_type
-  support_server_type = var.support_server_type
-  ssh_public_keys     = var.ssh_public_keys
-  admin_cidrs         = var.admin_cidrs
-  device_cidrs        = var.device_cidrs
-  device_port         = local.ports.ngd_device_port
-  device_tls_port     = var.device_tls_enabled ? local.ports.ngd_device_tls_port : null
-  monitoring_enabled  = true
-  collector_enabled   = var.collector_enabled
-  delete_protection   = true
-  labels              = var.labels
-  host_public_keys    = var.host_public_keys
-  host_private_keys   = var.host_private_keys
+  environment          = "production"
+  location             = var.location
+  gateway_server_type  = var.gateway_server_type
+  support_server_type  = var.support_server_type
+  ssh_public_keys      = var.ssh_public_keys
+  admin_cidrs          = var.admin_cidrs
+  device_cidrs         = var.device_cidrs
+  device_port          = local.ports.ngd_device_port
+  device_tls_port      = var.device_tls_enabled ? local.ports.ngd_device_tls_port : null
+  monitoring_enabled   = true
+  collector_enabled    = var.collector_enabled
+  delete_protection    = var.delete_protection
+  private_network_cidr = var.private_network_cidr
+  private_subnet_cidr  = var.private_subnet_cidr
+  labels               = var.labels
+  host_public_keys     = var.host_public_keys
+  host_private_keys    = var.host_private_keys
 }
 
 output "inventory" {

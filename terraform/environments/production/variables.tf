@@ -62,3 +62,21 @@ variable "host_private_keys" {
   default     = {}
   sensitive   = true
 }
+
+variable "private_network_cidr" {
+  description = "IP range of the private network; change it only when it overlaps a network of yours (VPN, peering)."
+  type        = string
+  default     = "10.53.0.0/16"
+}
+
+variable "private_subnet_cidr" {
+  description = "The hosts' subnet inside private_network_cidr (.11 gw-a, .12 gw-b, .20 mon, .30 collector)."
+  type        = string
+  default     = "10.53.1.0/24"
+}
+
+variable "delete_protection" {
+  description = "Delete/rebuild protection of the servers and the floating IP. Set false, apply, then destroy: the only way to decommission (terraform/README.md)."
+  type        = bool
+  default     = true
+}

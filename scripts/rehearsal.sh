@@ -1,0 +1,292 @@
+#!/usr/bin/env bash
+# The production rehearsal: `./scripts/deploy.sh production`, whole, against the local Hetzner Cloud
+# twin (hcloud_twin/, host backend: every server is a lab container with sshd, a public address and
+# the cloud firewall enforced). Only the API endpoint and the operator's network differ from a real
+# deploy; deploy.sh has no rehearsal mode.
+#
+#   1. leftovers of an earlier (killed) run: containers and networks labelled with this lab, removed
+#   2. an operator's checkout: a copy of this one (tracked and unignored files), committed
+#   3. the twin (--docker-hosts LAB --public-subnet CIDR); its endpoint must be loopback or on the
+#      network this script had it create: a misconfigured run never reaches api.hetzner.cloud
+#   4. README "Production in five steps", steps 1-2, as a user does them: the tfvars from the example
+#      (key, admin and device networks), the vault from its example (encrypted), the runbook URL
+#   5. deploy.sh production --yes: tofu init/plan/apply, bridge, SSH, site.yml, testinfra, probe,
+#      the Alertmanager gate (asked from the second run on)
+#   6. deploy.sh production --yes again: converges, nothing changes (tofu plan clean, 0 changed tasks)
+#   7. decommission as terraform/README.md says: delete_protection = false, apply, tofu destroy;
+#      the twin must be empty
+# Prints per-step timings. The twin and its hosts go on exit (also after a failure); the copy is
+# kept on failure (its logs/) unless --clean.
+#
+# Usage: scripts/rehearsal.sh [--lab NAME] [--private-subnet CIDR] [--public-subnet CIDR] [--clean]
+#        scripts/rehearsal.sh --cleanup   (only step 1: remove a killed run's containers/networks)
+# Environment: NGD_REHEARSAL_LAB (reh), NGD_REHEARSAL_PRIVATE_SUBNET (172.30.74.0/24),
+# NGD_REHEARSAL_PUBLIC_SUBNET (172.30.75.0/24).
+set -euo pipefail
+# shellcheck source=scripts/lib/common.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib/common.sh"
+help_from_header "$@"
+
+LAB="${NGD_REHEARSAL_LAB:-reh}"
+PRIVATE_SUBNET="${NGD_REHEARSAL_PRIVATE_SUBNET:-172.30.74.0/24}"
+PUBLIC_SUBNET="${NGD_REHEARSAL_PUBLIC_SUBNET:-172.30.75.0/24}"
+CLEANUP_ONLY=0 KEEP_ON_FAILURE=1
+while (($#)); do
+  case "$1" in
+    --lab) LAB="${2:?--lab needs a name}"; shift 2 ;;
+    --private-subnet) PRIVATE_SUBNET="${2:?--private-subnet needs a /24}"; shift 2 ;;
+    --public-subnet) PUBLIC_SUBNET="${2:?--public-subnet needs a /24}"; shift 2 ;;
+    --cleanup) CLEANUP_ONLY=1; shift ;;
+    --clean) KEEP_ON_FAILURE=0; shift ;;
+    *) die "unknown argument: $1 (see --help)" ;;
+  esac
+done
+[[ "$LAB" =~ ^[a-z][a-z0-9-]{0,15}$ ]] || die "--lab '$LAB': lowercase letters, digits and '-', at most 16"
+for cidr in "$PRIVATE_SUBNET" "$PUBLIC_SUBNET"; do
+  [[ "$cidr" =~ ^([0-9]+\.){3}0/24$ ]] || die "subnet '$cidr' must be a /24 such as 172.30.74.0/24"
+done
+LABEL="io.nanogridata.lab=$LAB"
+
+# The real API must be unreachable from here whatever the caller exported: every HCLOUD_* goes.
+while read -r var; do unset "$var"; done < <(compgen -e | grep '^HCLOUD_' || true)
+
+declare -a TIMINGS=()
+T0=$SECONDS
+timed() {  # timed LABEL CMD...: run CMD, record its duration
+  local label="$1" t=$SECONDS rc=0
+  shift
+  log "== $label"
+  "$@" || rc=$?
+  TIMINGS+=("$(printf '%-52s %5ds%s' "$label" "$((SECONDS - t))" "$( ((rc)) && echo "  FAILED ($rc)")")")
+  return "$rc"
+}
+print_timings() {
+  ((${#TIMINGS[@]})) || return 0
+  banner "rehearsal timings (lab $LAB)"
+  printf '  %s\n' "${TIMINGS[@]}"
+  printf '  %-52s %5ds\n' total "$((SECONDS - T0))"
+}
+
+remove_leftovers() {  # containers and networks of this lab: ours by label, nothing else
+  local ids=()
+  mapfile -t ids < <(docker ps -aq --filter "label=$LABEL")
+  ((${#ids[@]} == 0)) || docker rm -f "${ids[@]}" >/dev/null
+  mapfile -t ids < <(docker network ls -q --filter "label=$LABEL")
+  ((${#ids[@]} == 0)) || docker network rm "${ids[@]}" >/dev/null
+}
+
+ensure_docker
+if ((CLEANUP_ONLY)); then
+  remove_leftovers
+  ok "no container or network labelled $LABEL left"
+  exit 0
+fi
+require_cmd ssh "install openssh-client"
+require_cmd ssh-keygen "install openssh-client"
+# shellcheck source=scripts/lib/toolenv.sh
+source "$REPO_ROOT/scripts/lib/toolenv.sh"
+toolenv_activate
+require_cmd ansible-vault "the tool venv should provide it"
+
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/ngd-rehearsal-$LAB.XXXXXX")
+TWIN_PID=""
+diagnose() {  # after a failure: every host's failed units and journal, kept with the run's files
+  local name
+  mkdir -p "$WORK/diag"
+  for name in $(docker ps --filter "label=$LABEL" --format '{{.Names}}'); do
+    docker exec "$name" sh -c 'systemctl --failed --no-legend; journalctl -n 400 --no-pager' \
+      >"$WORK/diag/$name.log" 2>&1 || true
+    docker exec "$name" systemctl --failed --no-legend 2>/dev/null | awk '{print $1}' | grep -v '^$' \
+      | while read -r unit; do
+        warn "$name: $unit failed:"
+        docker exec "$name" journalctl -u "$unit" -n 25 --no-pager >&2 || true
+      done
+  done
+}
+cleanup() {
+  local rc=$?
+  ((rc == 0)) || diagnose || true
+  if [[ -n "$TWIN_PID" ]] && kill -0 "$TWIN_PID" 2>/dev/null; then
+    kill -TERM "$TWIN_PID" 2>/dev/null || true
+    # The twin removes its hosts on SIGTERM; wait for that, then make sure by label.
+    for _ in $(seq 120); do kill -0 "$TWIN_PID" 2>/dev/null || break; sleep 0.5; done
+    kill -KILL "$TWIN_PID" 2>/dev/null || true
+  fi
+    remove_leftovers || true
+  print_timings
+  if ((rc == 0 || KEEP_ON_FAILURE == 0)); then
+    rm -rf "$WORK"
+  else
+    warn "rehearsal FAILED (exit $rc): the operator's checkout and its logs are kept in $WORK"
+  fi
+  return "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# --- 1. leftovers ---------------------------------------------------------------------------------
+timed "leftovers of an earlier run removed" remove_leftovers
+
+# --- 2. the operator's checkout ---------------------------------------------------------------
+OP="$WORK/repo"
+checkout() {
+  mkdir -p "$OP"
+  (cd "$REPO_ROOT" && git ls-files -z --cached --others --exclude-standard | tar --null -T - -cf -) | tar -C "$OP" -xf -
+  git -C "$OP" init -q
+  git -C "$OP" -c user.name=operator -c user.email=operator@example.invalid add -A
+  git -C "$OP" -c user.name=operator -c user.email=operator@example.invalid commit -q -m "the operator's checkout"
+}
+timed "operator's checkout (copy, committed)" checkout
+
+# --- 3. the twin ------------------------------------------------------------------------------
+TOKEN_FILE="$WORK/hcloud-token"
+python3 -c 'import secrets; print(secrets.token_hex(32))' >"$TOKEN_FILE"  # the provider wants 64 characters
+chmod 600 "$TOKEN_FILE"
+start_twin() {
+  PYTHONPATH="$REPO_ROOT/hcloud_twin/src" python3 -m hcloud_twin --token-file "$TOKEN_FILE" \
+    --docker-hosts "$LAB" --public-subnet "$PUBLIC_SUBNET" --state-file "$WORK/twin-state.json" \
+    >"$WORK/twin.out" 2>"$WORK/twin.err" &
+  TWIN_PID=$!
+  local deadline=$((SECONDS + 900))  # the first run builds the host image
+  until grep -q '"endpoint"' "$WORK/twin.out" 2>/dev/null; do
+    kill -0 "$TWIN_PID" 2>/dev/null || { cat "$WORK/twin.err" >&2; die "the twin exited before listening"; }
+    ((SECONDS < deadline)) || { cat "$WORK/twin.err" >&2; die "the twin did not listen within 900 s"; }
+    sleep 0.5
+  done
+  ENDPOINT=$(python3 -c 'import json,sys; print(json.loads(open(sys.argv[1]).readline())["endpoint"])' "$WORK/twin.out")
+}
+timed "twin started (host backend)" start_twin
+# Before anything talks to it: the endpoint is loopback, or the docker host's address on the public
+# network this script had the twin create (labelled with this lab).
+python3 - "$ENDPOINT" "$PUBLIC_SUBNET" <<'PY' || die "refusing the endpoint $ENDPOINT: not loopback, not our own network"
+import ipaddress, sys, urllib.parse
+url = urllib.parse.urlsplit(sys.argv[1])
+addr = ipaddress.ip_address(url.hostname or "")
+if url.scheme != "http" or not (addr.is_loopback or addr in ipaddress.ip_network(sys.argv[2])):
+    sys.exit(1)
+PY
+[[ "$(docker network inspect -f '{{index .Labels "io.nanogridata.lab"}}' "ngd-$LAB-public" 2>/dev/null)" == "$LAB" ]] \
+  || die "the twin's public network ngd-$LAB-public is not labelled $LABEL: not ours, refusing"
+OPERATOR_IP=$(python3 -c 'import ipaddress,sys; print(next(ipaddress.ip_network(sys.argv[1]).hosts()))' "$PUBLIC_SUBNET")
+export HCLOUD_ENDPOINT="$ENDPOINT"
+HCLOUD_TOKEN=$(cat "$TOKEN_FILE")
+export HCLOUD_TOKEN
+ok "twin at $HCLOUD_ENDPOINT (operator address on the public side: $OPERATOR_IP)"
+
+# The operator's SSH: this run's key and known hosts (ssh reads ~/.ssh of the passwd entry whatever
+# HOME says, so a wrapper adds -F with this run's config). StrictHostKeyChecking accept-new and
+# ConnectionAttempts are the operator's choices here: deploy.sh waits for nothing after tofu apply,
+# and the hosts' keys are new.
+ssh-keygen -q -t ed25519 -N "" -C "ops@rehearsal" -f "$WORK/id_ed25519"
+mkdir -p "$WORK/bin"
+cat >"$WORK/ssh_config" <<EOF
+Host *
+  IdentityFile $WORK/id_ed25519
+  IdentitiesOnly yes
+  UserKnownHostsFile $WORK/known_hosts
+  StrictHostKeyChecking accept-new
+  ConnectionAttempts 180
+EOF
+real_ssh=$(command -v ssh)
+printf '#!/bin/sh\nexec %s -F %s "$@"\n' "$real_ssh" "$WORK/ssh_config" >"$WORK/bin/ssh"
+chmod +x "$WORK/bin/ssh"
+export PATH="$WORK/bin:$PATH"
+
+# --- 4. README, Production in five steps, steps 1 and 2 ----------------------------------------
+TFDIR="$OP/terraform/environments/production"
+GV="$OP/ansible/inventories/production/group_vars/all"
+VAULT_PASS="$WORK/vault-password"
+readme_steps() {
+  cp "$TFDIR/production.tfvars.example" "$TFDIR/production.tfvars"
+  python3 - "$TFDIR/production.tfvars" "$(cat "$WORK/id_ed25519.pub")" "$OPERATOR_IP/32" "$PRIVATE_SUBNET" <<'PY'
+import re, sys
+path, key, admin, private = sys.argv[1:]
+text = open(path).read()
+for pattern, value in (
+    (r'(?m)^(\s*ops\s*=\s*)"ssh-ed25519 [^"]*"', rf'\1"{key}"'),
+    (r'(?m)^(admin_cidrs\s*=\s*).*$', rf'\1["{admin}"]'),
+):
+    text, n = re.subn(pattern, value, text)
+    if n != 1:
+        sys.exit(f"production.tfvars.example changed: no line for {pattern}")
+# The docker host's own networks must not overlap the project's private network.
+net = private.rsplit(".", 2)[0]
+text += f'private_network_cidr = "{net}.0.0/16"\nprivate_subnet_cidr  = "{private}"\n'
+open(path, "w").write(text)
+PY
+  printf '%s\n' "$(python3 -c 'import secrets; print(secrets.token_urlsafe(24))')" >"$VAULT_PASS"
+  chmod 600 "$VAULT_PASS"
+  # Every secret placeholder gets its own `nanogridata-gateway keygen`; receivers on the docker
+  # host's public address (our own network): nothing is paged from here.
+  python3 - "$GV/vault.yml.example" "$GV/vault.yml" "$HCLOUD_TOKEN" \
+    "http://$OPERATOR_IP:9/pager" "http://$OPERATOR_IP:9/deadman" "http://$OPERATOR_IP:9/chat" <<'PY'
+import subprocess, sys
+src, dst, token, pager, deadman, chat = sys.argv[1:]
+text = open(src).read()
+placeholder = "REPLACE-WITH-64-HEX-CHARACTERS"
+if placeholder not in text:
+    sys.exit(f"vault.yml.example changed: no {placeholder}")
+while placeholder in text:
+    secret = subprocess.run(["nanogridata-gateway", "keygen"], capture_output=True, text=True, check=True).stdout.strip()
+    text = text.replace(placeholder, secret, 1)
+subs = {
+    'vault_hcloud_token: ""': f'vault_hcloud_token: "{token}"',
+    'vault_alert_pager_webhook_url: ""': f'vault_alert_pager_webhook_url: "{pager}"',
+    'vault_alert_deadman_url: ""': f'vault_alert_deadman_url: "{deadman}"',
+    'vault_alert_chat_webhook_url: ""': f'vault_alert_chat_webhook_url: "{chat}"',
+}
+for old, new in subs.items():
+    if old not in text:
+        sys.exit(f"vault.yml.example changed: no {old!r}")
+    text = text.replace(old, new)
+open(dst, "w").write(text)
+PY
+  ansible-vault encrypt --vault-password-file "$VAULT_PASS" "$GV/vault.yml" >/dev/null
+  sed -i -E 's|^ngd_runbook_base_url: "".*|ngd_runbook_base_url: "https://git.example.com/ops/nanogridata/-/blob/main/docs/runbooks/alerts.md"|' "$GV/main.yml"
+  grep -q '^ngd_runbook_base_url: "https' "$GV/main.yml" || die "main.yml changed: no empty ngd_runbook_base_url line"
+  # Beyond README, for the twin only: its "internet" has no NTP pool and no Grafana apt repository
+  # (and tests reach nothing outside our own networks). Nothing else differs.
+  printf '%s\n' "" "# The rehearsal's hosts have no internet: no NTP pool, no Grafana repository." \
+    "common_chrony_enabled: false" "grafana_install_package: false" >>"$GV/main.yml"
+  # README: the settings and the encrypted vault are committed (deploy.sh deploys a clean tree).
+  git -C "$OP" add "$GV/vault.yml" "$GV/main.yml"
+  git -C "$OP" -c user.name=operator -c user.email=operator@example.invalid commit -q -m "production settings"
+}
+timed "README steps 1-2 (tfvars, vault, runbook URL)" readme_steps
+export NGD_VAULT_PASSWORD_FILE="$VAULT_PASS"
+[[ -z "$(git -C "$OP" status --porcelain)" ]] || { git -C "$OP" status --short >&2; die "README's steps leave the checkout unclean: deploy.sh would refuse it"; }
+
+# --- 5-6. deploy, then deploy again ------------------------------------------------------------
+deploy() { (cd "$OP" && ./scripts/deploy.sh production --yes); }
+timed "deploy.sh production (first)" deploy
+
+tofu_env() { eval "$(bash "$OP/terraform/tools/install-tofu.sh" --print-env)"; }
+second_deploy() {
+  local out="$WORK/second.log"
+  deploy | tee "$out"
+  grep -q "no infrastructure change" "$out" || die "the second deploy changed the infrastructure"
+  grep -Eq 'changed=0 ' "$out" || die "no play recap in the second deploy"
+  if grep -E 'changed=[1-9]' "$out"; then die "the second deploy changed the hosts (above)"; fi
+}
+timed "deploy.sh production (again: nothing changes)" second_deploy
+
+# --- 7. decommission ----------------------------------------------------------------------------
+decommission() {
+  tofu_env
+  printf 'delete_protection = false\n' >>"$TFDIR/production.tfvars"
+  tofu -chdir="$TFDIR" apply -input=false -auto-approve -var-file="$TFDIR/production.tfvars" >"$WORK/unprotect.log" \
+    || { cat "$WORK/unprotect.log" >&2; die "tofu apply (delete_protection = false) failed"; }
+  tofu -chdir="$TFDIR" destroy -input=false -auto-approve -var-file="$TFDIR/production.tfvars" >"$WORK/destroy.log" \
+    || { cat "$WORK/destroy.log" >&2; die "tofu destroy failed"; }
+  local counts
+  counts=$(curl -fsS "${HCLOUD_ENDPOINT%/v1}/_twin/counts")
+  python3 -c 'import json,sys; c=json.loads(sys.argv[1]); sys.exit(0 if not any(c.values()) else f"the twin is not empty: {c}")' "$counts"
+  # The host backend removes a deleted server's container after the delete action succeeded.
+  local deadline=$((SECONDS + 120))
+  while [[ -n "$(docker ps -aq --filter "label=$LABEL")" ]]; do
+    ((SECONDS < deadline)) || die "host containers of $LAB still there 120 s after tofu destroy"
+    sleep 1
+  done
+}
+timed "tofu destroy (protection lifted), twin empty" decommission
+ok "production rehearsal passed in $((SECONDS - T0))s"
