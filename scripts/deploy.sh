@@ -112,7 +112,7 @@ if [[ "$ENV_NAME" != lab ]]; then
     [[ -n "${HCLOUD_TOKEN:-}" ]] || die "HCLOUD_TOKEN is not set (needed by tofu for --infra); export it or pass --no-infra"
     [[ -d "$TF_DIR" ]] || die "no Terraform environment at ${TF_DIR#"$REPO_ROOT"/}"
     # A placeholder admin network in the cloud firewall locks the operator out of his own hosts.
-    python3 "$OPS_DIR/tfvars_check.py" "$TFVARS" --variables "$TF_DIR/variables.tf" \
+    python3 "$OPS_DIR/tfvars_check.py" "$TFVARS" --variables "$TF_DIR" \
       --example "terraform/environments/$ENV_NAME/$ENV_NAME.tfvars.example" --name "${TFVARS#"$REPO_ROOT"/}" \
       || die "the OpenTofu variables of $ENV_NAME are not ready (above); see README.md, Production in five steps"
   fi
