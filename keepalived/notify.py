@@ -272,7 +272,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     if argv and argv[0] == "reconcile":
         parser = argparse.ArgumentParser(prog="notify.py reconcile", description="Periodic VIP check.")
         parser.add_argument("--instance", required=True, help="VRRP instance name (as in keepalived.conf)")
-        parser.add_argument("--no-fix", dest="fix", action="store_false", help="report (exit 1) instead of fixing")
+        parser.add_argument(
+            "--no-fix", dest="fix", action="store_false", help="report (exit 1) instead of fixing"
+        )
         ns = parser.parse_args(argv[1:])
         ns.command = "reconcile"
     else:

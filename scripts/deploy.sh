@@ -112,7 +112,7 @@ if [[ "$ENV_NAME" != lab ]]; then
     [[ -n "${HCLOUD_TOKEN:-}" ]] || die "HCLOUD_TOKEN is not set (needed by tofu for --infra); export it or pass --no-infra"
     [[ -d "$TF_DIR" ]] || die "no Terraform environment at ${TF_DIR#"$REPO_ROOT"/}"
     # A placeholder admin network in the cloud firewall locks the operator out of his own hosts.
-    python3 "$OPS_DIR/tfvars_check.py" "$TFVARS" --variables "$TF_DIR/variables.tf" \
+    python3 "$OPS_DIR/tfvars_check.py" "$TFVARS" --variables "$TF_DIR" \
       --example "terraform/environments/$ENV_NAME/$ENV_NAME.tfvars.example" --name "${TFVARS#"$REPO_ROOT"/}" \
       || die "the OpenTofu variables of $ENV_NAME are not ready (above); see README.md, Production in five steps"
   fi
@@ -173,11 +173,20 @@ else
   require_cmd ssh-keygen "install openssh-client"
   HOST_KEYS_DIR=$(mktemp -d)
   host_keys_file="$HOST_KEYS_DIR/host-keys.tfvars.json"
-  # The host names of terraform/modules/gateway-pair (locals gateways and support_hosts).
-  for host in gw-a gw-b mon collector; do
+  # The hosts this plan has, as OpenTofu names them in the inventory output (known before any
+  # apply: the names come from the module and the variables, not from the cloud).
+  hosts_json=$(echo 'jsonencode(keys(module.gateway_pair.inventory.hosts))' \
+    | tofu -chdir="$TF_DIR" console -no-color -var-file="$TFVARS") \
+    || die "tofu console could not list the hosts of ${TF_DIR#"$REPO_ROOT"/} (above)"
+  # The console prints the JSON text as an HCL string literal: decoded twice.
+  host_lines=$(python3 -c 'import json, sys; print(*json.loads(json.loads(sys.argv[1])), sep="\n")' "$hosts_json") \
+    || die "tofu console answered no host list: $hosts_json"
+  mapfile -t HOST_NAMES <<<"$host_lines"
+  [[ -n "${HOST_NAMES[0]}" ]] || die "the inventory output of ${TF_DIR#"$REPO_ROOT"/} has no hosts"
+  for host in "${HOST_NAMES[@]}"; do
     ssh-keygen -q -t ed25519 -N '' -C "$host host key" -f "$HOST_KEYS_DIR/$host" || die "ssh-keygen failed"
   done
-  python3 - "$HOST_KEYS_DIR" gw-a gw-b mon collector >"$host_keys_file" <<'PY' || die "could not write the host keys' variable file"
+  python3 - "$HOST_KEYS_DIR" "${HOST_NAMES[@]}" >"$host_keys_file" <<'PY' || die "could not write the host keys' variable file"
 import json, sys
 from pathlib import Path
 d, hosts = Path(sys.argv[1]), sys.argv[2:]

@@ -35,7 +35,6 @@ from serve_process import free_port, stop
 from nanogridata_gateway.delivery import DeliveryStore, open_store
 from nanogridata_gateway.delivery_config import parse_delivery_config
 from nanogridata_gateway.records import Record
-from nanogridata_gateway.replay import ReplayWindows
 
 VM_BINARY = "/usr/bin/victoria-metrics"
 PHASE_TIMEOUT_S = 600.0
@@ -80,7 +79,7 @@ def store_for(tmp: Path, sink: dict[str, Any], commit_ms: float) -> tuple[Delive
         "routes": {"TELEMETRY": ["vm"], "EVENT": ["vm"], "CONFIG": ["vm"], "COMMAND": ["local"]},
     }
     registry = CollectorRegistry()
-    return open_store(parse_delivery_config(raw, env={}), ReplayWindows(), registry), registry
+    return open_store(parse_delivery_config(raw, env={}), registry), registry
 
 
 class VictoriaMetrics:

@@ -131,12 +131,12 @@ async def gateway(args: argparse.Namespace) -> None:
         await Gateway(cfg, store_factory=delivery_store_factory).run()
     elif args.store == "spool":
 
-        def spool_store(_c: GatewayConfig, _r: object, registry: Any) -> SpoolStore:
+        def spool_store(_c: GatewayConfig, registry: Any) -> SpoolStore:
             return SpoolStore(args.state, args.commit_interval_ms, registry)
 
         await Gateway(cfg, store_factory=spool_store).run()
     else:
-        await Gateway(cfg, store_factory=lambda _c, _r, _m: BatchMemoryStore(keep=False)).run()
+        await Gateway(cfg, store_factory=lambda _c, _m: BatchMemoryStore(keep=False)).run()
 
 
 def main() -> int:

@@ -68,7 +68,7 @@ async def running_gateway(
     config: GatewayConfig, store: MemoryStore | None = None
 ) -> AsyncIterator[tuple[Gateway, MemoryStore]]:
     store = store or MemoryStore()
-    gw = Gateway(config, store_factory=lambda _c, _r, _m: store)
+    gw = Gateway(config, store_factory=lambda _c, _m: store)
     await gw.start()
     try:
         yield gw, store

@@ -116,7 +116,7 @@ def test_gateway_run_tunes_gc_after_start(tmp_path: Path) -> None:
     gc.unfreeze()
 
     async def scenario() -> None:
-        gw = Gateway(make_config(tmp_path), store_factory=lambda _c, _r, _m: MemoryStore())
+        gw = Gateway(make_config(tmp_path), store_factory=lambda _c, _m: MemoryStore())
         assert await asyncio.wait_for(gw.run(stopped_early=lambda: True), 30) == 0
 
     run(scenario())

@@ -186,7 +186,7 @@ def test_a_journal_write_error_keeps_acks_honest_and_recovers(tmp_path: Path, di
 def test_sigterm_exits_0_while_the_journal_is_unwritable(tmp_path: Path, disk: FullDisk) -> None:
     async def scenario() -> None:
         store = MemoryStore()
-        gw = Gateway(make_config(tmp_path), store_factory=lambda _c, _r, _m: store)
+        gw = Gateway(make_config(tmp_path), store_factory=lambda _c, _m: store)
         running = asyncio.ensure_future(gw.run())
         await wait_until(lambda: gw.control is not None and gw.control.port != 0, "never started")
         assert gw.server is not None

@@ -51,7 +51,9 @@ class AwsProvider:
             ) from exc
         addresses = answer.get("Addresses", [])
         if not addresses:
-            raise ProviderError(f"no Elastic IP with allocation id {self.config.allocation_id} (key aws.allocation_id)")
+            raise ProviderError(
+                f"no Elastic IP with allocation id {self.config.allocation_id} (key aws.allocation_id)"
+            )
         instance: str | None = addresses[0].get("InstanceId")
         return instance
 

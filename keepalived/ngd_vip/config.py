@@ -99,7 +99,9 @@ def read_token(path: Path) -> str:
     try:
         info = path.stat()
     except OSError as exc:
-        raise ConfigError(f"hcloud.token_file {path}: {exc.strerror}; create it with the API token, mode 0600") from exc
+        raise ConfigError(
+            f"hcloud.token_file {path}: {exc.strerror}; create it with the API token, mode 0600"
+        ) from exc
     if info.st_mode & (stat.S_IRWXG | stat.S_IRWXO):
         raise ConfigError(
             f"hcloud.token_file {path} is mode {stat.S_IMODE(info.st_mode):04o}: "

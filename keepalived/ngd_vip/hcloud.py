@@ -127,7 +127,9 @@ class HcloudProvider:
                         f"{what}: gave up after {attempt + 1} attempts in {deadline.elapsed():.1f}s"
                         f" (hcloud.deadline_seconds={self.config.deadline_seconds:g}): {describe(exc)}"
                     ) from exc
-                log.warning("hcloud %s failed (%s), retry %d in %.2fs", what, describe(exc), attempt + 1, delay)
+                log.warning(
+                    "hcloud %s failed (%s), retry %d in %.2fs", what, describe(exc), attempt + 1, delay
+                )
                 self.retries += 1
                 self.sleep(delay)
                 attempt += 1
@@ -145,7 +147,9 @@ class HcloudProvider:
 
     def _assigned_server(self, deadline: Deadline) -> int | None:
         fip = self.call(
-            "get floating IP", deadline, lambda: self.client.floating_ips.get_by_id(self.config.floating_ip_id)
+            "get floating IP",
+            deadline,
+            lambda: self.client.floating_ips.get_by_id(self.config.floating_ip_id),
         )
         server = fip.server
         return None if server is None or server.id is None else int(server.id)
@@ -162,7 +166,9 @@ class HcloudProvider:
         if current == me:
             log.info("hcloud floating IP %d already assigned to server %d", self.config.floating_ip_id, me)
         else:
-            log.info("hcloud assigning floating IP %d: server %s -> %d", self.config.floating_ip_id, current, me)
+            log.info(
+                "hcloud assigning floating IP %d: server %s -> %d", self.config.floating_ip_id, current, me
+            )
             self._assign_and_wait(me, deadline, still_master)
         if self.interface is not None:
             self.interface.ensure_present()
@@ -194,9 +200,13 @@ class HcloudProvider:
                     f" (hcloud.deadline_seconds={self.config.deadline_seconds:g})"
                 )
             self.sleep(self.config.poll_interval_seconds)
-            polled = self.call("poll assign action", deadline, lambda: self.client.actions.get_by_id(action_id))
+            polled = self.call(
+                "poll assign action", deadline, lambda: self.client.actions.get_by_id(action_id)
+            )
             status, error = polled.status, polled.error
         if status != "success":
-            detail = f"{error.get('message')} ({error.get('code')})" if isinstance(error, dict) else str(error)
+            detail = (
+                f"{error.get('message')} ({error.get('code')})" if isinstance(error, dict) else str(error)
+            )
             raise ProviderError(f"assign action {action_id} ended with status {status}: {detail}")
         log.info("hcloud assign action %d succeeded in %.2fs", action_id, deadline.elapsed())

@@ -42,7 +42,9 @@ class InterfaceManager:
     def is_present(self) -> bool:
         result = self._run("-o", "addr", "show", "dev", self.interface)
         if result.returncode != 0:
-            raise ProviderError(f"ip addr show dev {self.interface} failed: {result.stderr.strip()} (key interface)")
+            raise ProviderError(
+                f"ip addr show dev {self.interface} failed: {result.stderr.strip()} (key interface)"
+            )
         return any(f" {self.address} " in f" {line} " for line in result.stdout.splitlines())
 
     def ensure_present(self) -> None:
@@ -59,4 +61,6 @@ class InterfaceManager:
         # newer (bookworm's 6.1) "Error: ipv4: Address not found."
         absent = ("Cannot assign requested address", "Address not found")
         if result.returncode != 0 and not any(text in result.stderr for text in absent):
-            raise ProviderError(f"ip addr del {self.address} dev {self.interface} failed: {result.stderr.strip()}")
+            raise ProviderError(
+                f"ip addr del {self.address} dev {self.interface} failed: {result.stderr.strip()}"
+            )

@@ -87,7 +87,8 @@ def parse(text: str, instance: str) -> InstanceMetrics:
 def render(m: InstanceMetrics) -> str:
     inst = f'instance="{_escape(m.instance)}"'
     lines = [
-        "# HELP keepalived_vrrp_state VRRP state reported by the notify script: 0 init, 1 backup, 2 master, 3 fault.",
+        "# HELP keepalived_vrrp_state VRRP state reported by the notify script:"
+        " 0 init, 1 backup, 2 master, 3 fault.",
         "# TYPE keepalived_vrrp_state gauge",
         f"keepalived_vrrp_state{{{inst}}} {m.state}",
         "# HELP keepalived_vrrp_state_change_timestamp_seconds Time of the last VRRP state transition.",

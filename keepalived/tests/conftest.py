@@ -94,7 +94,9 @@ class Env:
 
 
 @pytest.fixture()
-def make_env(tmp_path: Path, token: str, ip_recorder: Path, monkeypatch: pytest.MonkeyPatch) -> Callable[..., Env]:
+def make_env(
+    tmp_path: Path, token: str, ip_recorder: Path, monkeypatch: pytest.MonkeyPatch
+) -> Callable[..., Env]:
     monkeypatch.setenv("NGD_VIP_SYSLOG", "0")
     for var in ("NGD_VIP_CONFIG", "NGD_VIP_METRICS_DIR", "NGD_VIP_PROVIDER", "NGD_VIP_HCLOUD_ENDPOINT"):
         monkeypatch.delenv(var, raising=False)

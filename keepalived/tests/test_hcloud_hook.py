@@ -13,7 +13,9 @@ def assigns(twin: HcloudTwin) -> list[int]:
     return [status for _, _, status in twin.requests("POST", r"/actions/assign$")]
 
 
-def test_master_assigns_the_floating_ip_and_configures_the_interface(twin, make_env, run, ip_recorder) -> None:
+def test_master_assigns_the_floating_ip_and_configures_the_interface(
+    twin, make_env, run, ip_recorder
+) -> None:
     env = make_env("hcloud", hcloud={"endpoint": twin.endpoint})
     result = run("INSTANCE", "VI_1", "MASTER", "150")
     assert result.code == 0, result.logs
@@ -148,7 +150,9 @@ def test_backup_removes_the_address_and_never_calls_the_api(twin, make_env, run,
 
 def test_leaving_master_during_retries_abandons_the_move(twin, make_env, run) -> None:
     """A retrying MASTER notify must not steal the IP after keepalived moved us to BACKUP."""
-    make_env("hcloud", hcloud={"endpoint": twin.endpoint, "backoff_base_seconds": 0.2, "backoff_cap_seconds": 0.2})
+    make_env(
+        "hcloud", hcloud={"endpoint": twin.endpoint, "backoff_base_seconds": 0.2, "backoff_cap_seconds": 0.2}
+    )
     twin.inject("assign_floating_ip", 503, times=50)
     import notify
 
@@ -223,7 +227,12 @@ def test_leaving_master_is_fast_and_needs_no_cloud_library(twin, make_env, ip_re
         " rc = notify.main(['INSTANCE', 'VI_1', 'STOP', '100']); print(rc, 'hcloud' in sys.modules)"
     )
     done = subprocess.run(
-        [sys.executable, "-c", probe], capture_output=True, text=True, env=dict(os.environ), timeout=30, check=False
+        [sys.executable, "-c", probe],
+        capture_output=True,
+        text=True,
+        env=dict(os.environ),
+        timeout=30,
+        check=False,
     )
     assert done.stdout.split() == ["0", "False"], done.stderr
     assert twin.requests() == []

@@ -136,7 +136,9 @@ wait $kpid || true
 
 
 def results(out: str) -> dict[str, str]:
-    pairs = [line.removeprefix("RESULT ").split("=", 1) for line in out.splitlines() if line.startswith("RESULT ")]
+    pairs = [
+        line.removeprefix("RESULT ").split("=", 1) for line in out.splitlines() if line.startswith("RESULT ")
+    ]
     return {k: v for k, v in pairs}
 
 
@@ -188,8 +190,8 @@ deadline_seconds = 15
         env = f"PYTHONPATH={Path(hcloud.__file__).resolve().parents[1]}"
     conf = render_conf(tmp_path, f"{python} {lib}/notify.py --config {tmp_path}/vip.toml")
     twin_cmd = (
-        f"exec env PYTHONPATH={TWIN_SRC} timeout 120 {sys.executable} -m hcloud_twin --token-file {token_file}"
-        f" --port {port} --server {GW_A}=gw-a --server {GW_B}=gw-b"
+        f"exec env PYTHONPATH={TWIN_SRC} timeout 120 {sys.executable} -m hcloud_twin"
+        f" --token-file {token_file} --port {port} --server {GW_A}=gw-a --server {GW_B}=gw-b"
         f" --floating-ip {FIP_ID}=198.51.100.7@{GW_B} --action-seconds 0.3"
     )
     before = f"""
@@ -198,8 +200,10 @@ twin=$!                                   # the twin (exec; timeout bounds it if
 for _ in $(seq 1 100); do grep -q endpoint {tmp_path}/twin.out 2>/dev/null && break; sleep 0.05; done
 """
     query = (
-        f"import json,urllib.request as u; r=u.Request('http://127.0.0.1:{port}/v1/floating_ips/{FIP_ID}',"
-        f" headers={{'Authorization': 'Bearer {token}'}}); print(json.load(u.urlopen(r))['floating_ip']['server'])"
+        "import json,urllib.request as u;"
+        f" r=u.Request('http://127.0.0.1:{port}/v1/floating_ips/{FIP_ID}',"
+        f" headers={{'Authorization': 'Bearer {token}'}});"
+        " print(json.load(u.urlopen(r))['floating_ip']['server'])"
     )
     after = f"""
 for _ in $(seq 1 100); do

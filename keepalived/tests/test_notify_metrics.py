@@ -98,7 +98,9 @@ def test_readers_never_see_a_partial_file(make_env, run) -> None:
 
 
 def test_label_values_are_escaped_and_read_back() -> None:
-    m = InstanceMetrics('odd"name\\x', state=3, change_timestamp=5.0, transitions=7, provider_errors={"hcloud": 2})
+    m = InstanceMetrics(
+        'odd"name\\x', state=3, change_timestamp=5.0, transitions=7, provider_errors={"hcloud": 2}
+    )
     again = parse(render(m), 'odd"name\\x')
     assert again == m
 
@@ -201,7 +203,9 @@ def test_a_slow_older_notify_does_not_overwrite_a_newer_one(make_env, tmp_path: 
         f"for _ in range(400):\n    if pathlib.Path({str(go)!r}).exists(): break\n    time.sleep(0.05)\n"
         "sys.exit(notify.main(['INSTANCE', 'VI_1', 'BACKUP', '100']))"
     )
-    older = subprocess.Popen([sys.executable, "-c", late], env=dict(os.environ), stderr=subprocess.PIPE, text=True)
+    older = subprocess.Popen(
+        [sys.executable, "-c", late], env=dict(os.environ), stderr=subprocess.PIPE, text=True
+    )
     time.sleep(0.05)  # the kernel records a later start time for the second process
     newer = subprocess.run(
         [sys.executable, str(KEEPALIVED_DIR / "notify.py"), "INSTANCE", "VI_1", "MASTER", "150"],

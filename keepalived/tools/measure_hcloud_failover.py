@@ -56,7 +56,16 @@ def one_run(python: str, faults: list[tuple[str, int, int]], action_seconds: flo
         env = dict(os.environ, NGD_VIP_SYSLOG="0")
         start = time.monotonic()
         done = subprocess.run(
-            [python, str(KEEPALIVED_DIR / "notify.py"), "--config", str(config), "INSTANCE", "VI_1", "MASTER", "150"],
+            [
+                python,
+                str(KEEPALIVED_DIR / "notify.py"),
+                "--config",
+                str(config),
+                "INSTANCE",
+                "VI_1",
+                "MASTER",
+                "150",
+            ],
             capture_output=True,
             text=True,
             env=env,
@@ -71,7 +80,9 @@ def one_run(python: str, faults: list[tuple[str, int, int]], action_seconds: flo
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--action-seconds", type=float, default=1.0)
     parser.add_argument("--python", default=sys.executable, help="interpreter that runs notify.py")

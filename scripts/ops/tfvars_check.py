@@ -2,7 +2,7 @@
 """Preflight of an environment's OpenTofu variable file: it exists and is filled in.
 
     scripts/ops/tfvars_check.py terraform/environments/production/production.tfvars \\
-        --variables terraform/environments/production/variables.tf
+        --variables terraform/environments/production
 
 Exit 0 when the file sets every variable that has no default and none of its values is a
 placeholder left from the .example (a documentation address such as 198.51.100.7/32 or
@@ -92,15 +92,28 @@ def problems(tfvars: str, variables_tf: str) -> list[str]:
     return found
 
 
+def root_module_text(path: Path) -> str:
+    """The text of a root module's .tf files (its variables may be split over several, some of
+    them shared by every environment), or of one file."""
+    if path.is_dir():
+        return "\n".join(f.read_text(encoding="utf-8") for f in sorted(path.glob("*.tf")))
+    return path.read_text(encoding="utf-8")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Check that an environment's .tfvars is filled in.")
     parser.add_argument("tfvars", type=Path)
-    parser.add_argument("--variables", type=Path, required=True, help="the root module's variables.tf")
+    parser.add_argument(
+        "--variables",
+        type=Path,
+        required=True,
+        help="the root module's folder (its variables are read from every .tf in it), or one .tf file",
+    )
     parser.add_argument("--example", help="the .example to copy from, as named in the error")
     parser.add_argument("--name", help="how to name the file in messages (default: as given)")
     args = parser.parse_args(argv)
     name = args.name or str(args.tfvars)
-    variables_tf = args.variables.read_text(encoding="utf-8")
+    variables_tf = root_module_text(args.variables)
 
     if not args.tfvars.is_file():
         example = args.example or f"{name}.example"

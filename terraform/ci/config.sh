@@ -15,6 +15,8 @@ tofu_env
 
 for env_dir in terraform/environments/*/; do
   env_dir=${env_dir%/}
+  # A root has its tfvars example; environments/common holds the files the roots link to.
+  compgen -G "$env_dir/*.tfvars.example" >/dev/null || continue
   log "tofu init + validate: $env_dir"
   tofu_init "$env_dir"
   tofu -chdir="$env_dir" validate -no-color || die "tofu validate failed in $env_dir"

@@ -1,4 +1,5 @@
-"""Assembly: config -> replay state, store, verifier, ingest server, control plane; run until SIGTERM."""
+"""Assembly: config -> replay state (wrapped by peer sync with a peer), store, verifier, ingest server,
+control plane; run until SIGTERM."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import logging
 import signal
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .config import GatewayConfig
 from .http_api import ControlServer
@@ -17,6 +18,9 @@ from .records import ReplayGuard, Store
 from .replay import PersistentReplayGuard
 from .server import IngestServer
 from .verifier import Verifier
+
+if TYPE_CHECKING:
+    from .peer import PeerSync
 
 log = logging.getLogger("nanogridata.app")
 GC_GEN0_THRESHOLD = 20_000
@@ -40,15 +44,26 @@ def tune_gc() -> None:
     gc.freeze()
 
 
-StoreFactory = Callable[[GatewayConfig, ReplayGuard, Any], Store]
+StoreFactory = Callable[[GatewayConfig, Any], Store]
 
 
-def delivery_store_factory(config: GatewayConfig, replay: ReplayGuard, registry: Any) -> Store:
+def delivery_store_factory(config: GatewayConfig, registry: Any) -> Store:
     """The real store: the delivery spool (`delivery.open_store`)."""
     from .delivery import open_store  # noqa: PLC0415 - loaded only with the real store
 
-    store: Store = open_store(config.delivery, replay, registry, models=config.models.keys())
+    store: Store = open_store(config.delivery, registry)
     return store
+
+
+def peer_sync(config: GatewayConfig, replay: ReplayGuard, registry: Any) -> PeerSync | None:
+    """The pair's replay sync around `replay` when the config names a peer (entries of models
+    this gateway does not serve are refused), else None."""
+    peer_config = config.delivery.peer if config.delivery is not None else None
+    if peer_config is None:
+        return None
+    from .peer import PeerSync  # noqa: PLC0415 - aiohttp and the sync only with a peer
+
+    return PeerSync(peer_config, replay, registry, models=config.models.keys())
 
 
 class Gateway:
@@ -63,10 +78,11 @@ class Gateway:
         self.config = config
         self.metrics = IngestMetrics()
         self.replay = PersistentReplayGuard(Path(state_dir or config.state_dir))
-        self.store = store_factory(config, self.replay, self.metrics.registry)
+        self.peer = peer_sync(config, self.replay, self.metrics.registry)
+        self.store = store_factory(config, self.metrics.registry)
         self.verifier = Verifier(
             config.models,
-            self.replay,
+            self.replay if self.peer is None else self.peer,
             max_age_s=config.protocol.max_age_s,
             future_skew_ms=int(config.protocol.future_skew_s * 1000),
         )
@@ -76,6 +92,8 @@ class Gateway:
 
     async def start(self) -> None:
         await self.store.start()
+        if self.peer is not None:
+            await self.peer.start()
         self.server = IngestServer(self.config.server, self.verifier, self.store, self.metrics)
         await self.server.start()
         self.control = ControlServer(
@@ -100,6 +118,8 @@ class Gateway:
         if self.server is not None:
             await self.server.close()
         await self.store.close()
+        if self.peer is not None:
+            await self.peer.close()  # after the server: every mark it made is offered to the peer
         self.replay.close()
         if self.control is not None:
             await self.control.close()

@@ -1,7 +1,8 @@
-"""The delivery store: durable spool + routing + sink workers + peer replay sync, behind the
-`records.Store` interface the ingest server uses.
+"""The delivery store: durable spool + routing + sink workers, behind the `records.Store`
+interface the ingest server uses. (The pair's replay sync is not the store's: `peer.PeerSync`
+wraps the replay guard where the gateway is assembled, `app.Gateway`.)
 
-    store = open_store(parse_delivery_config(raw), replay_guard, registry)
+    store = open_store(parse_delivery_config(raw), registry)
     await store.start()
     await store.append(record)   # returns once durable; StoreFull -> answer BUSY
     await store.close()
@@ -13,14 +14,13 @@ import asyncio
 import contextlib
 import logging
 import os
-from collections.abc import Collection, Sequence
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 
 from prometheus_client import CollectorRegistry
 
 from .delivery_config import LOCAL_SINK, DeliveryConfig, SinkConfig
-from .peer import PeerSync
-from .records import Record, ReplayGuard
+from .records import Record
 from .routing import Router, routed_sink_names
 from .sinks import build_sink
 from .sinks.base import DeadLetters, SinkMetrics, SinkWorker
@@ -41,9 +41,7 @@ class DeliveryStore:
     def __init__(
         self,
         config: DeliveryConfig,
-        replay: ReplayGuard,
         registry: CollectorRegistry,
-        models: Collection[int] | None = None,
     ) -> None:
         self.config = config
         names = spool_sink_names(config)
@@ -77,7 +75,6 @@ class DeliveryStore:
                 dead_letters,
                 self._pool,
             )
-        self.peer = PeerSync(config.peer, replay, registry, models) if config.peer else None
         self._collector: asyncio.Task[None] | None = None
         self._started = False
         self._closed = False
@@ -88,25 +85,17 @@ class DeliveryStore:
         self._started = True
         for worker in self.workers.values():
             worker.start()
-        if self.peer is not None:
-            await self.peer.start()
         self._collector = self.spool.supervisor.spawn("spool-collector", self._collect_loop)
 
     async def append(self, record: Record) -> None:
         """Durable once this returns (raises StoreFull at the spool's byte or age limit)."""
         await self.spool.append(record, self.router.mask_for(record.frame_type, record.model_id))
-        if self.peer is not None:
-            self.peer.accepted(record.model_id, record.device_id, record.seq)
 
     async def append_many(self, records: Sequence[Record]) -> None:
         """Several records in one group commit (all or nothing): one await for a whole read
         batch instead of one task per frame. Raises StoreFull like append()."""
         mask_for = self.router.mask_for
         await self.spool.append_many((r, mask_for(r.frame_type, r.model_id)) for r in records)
-        if self.peer is not None:
-            accepted = self.peer.accepted
-            for r in records:
-                accepted(r.model_id, r.device_id, r.seq)
 
     def is_ready(self) -> bool:
         return self.spool.is_ready()
@@ -130,8 +119,6 @@ class DeliveryStore:
         await asyncio.gather(*(w.stop(CLOSE_GRACE_S) for w in self.workers.values()))
         for worker in self.workers.values():
             await worker.sink.close()
-        if self.peer is not None:
-            await self.peer.close()
         await self.spool.close()
         self._pool.shutdown(wait=True)
 
@@ -158,12 +145,6 @@ def check_spool(config: DeliveryConfig) -> None:
     refuse_orphans(orphaned_sinks(config.spool.path, spool_sink_names(config)), config.spool.drop_sinks)
 
 
-def open_store(
-    config: DeliveryConfig,
-    replay: ReplayGuard,
-    registry: CollectorRegistry,
-    models: Collection[int] | None = None,
-) -> DeliveryStore:
-    """Open (or recover) the spool; `await store.start()` starts sinks and peer sync. `models`: the
-    model ids the gateway serves (peer entries of other models are refused)."""
-    return DeliveryStore(config, replay, registry, models)
+def open_store(config: DeliveryConfig, registry: CollectorRegistry) -> DeliveryStore:
+    """Open (or recover) the spool; `await store.start()` starts the sinks."""
+    return DeliveryStore(config, registry)

@@ -37,7 +37,7 @@ import logging
 import re
 import struct
 import time
-from collections.abc import Collection, Mapping
+from collections.abc import Callable, Collection, Mapping
 from typing import TYPE_CHECKING, Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge
@@ -158,6 +158,16 @@ def sign(secret: bytes, node: str, time_ms: int, body: bytes) -> str:
 
 
 class PeerSync:
+    """The replay guard of a gateway with a peer (a `records.ReplayGuard` around `wrapped`): a
+    frame this gateway marks is queued for the peer, and what the peer accepted is marked in
+    `wrapped` directly (so it is not sent back). Built where the gateway is assembled and given to
+    the verifier in place of the windows it wraps; the store never sees it."""
+
+    # `seen` and `top` are the wrapped guard's own bound methods: the verifier asks `seen` for
+    # every frame, and a delegating method would add a call to that path for nothing.
+    seen: Callable[[int, int, int], bool]
+    top: Callable[[int, int], int | None]
+
     def __init__(
         self,
         config: PeerConfig,
@@ -168,7 +178,10 @@ class PeerSync:
         """`models`: the model ids this gateway serves; entries of any other model are refused
         (None: every model, for tests of the exchange alone)."""
         self.config = config
-        self.replay = replay
+        self.wrapped = replay
+        self.seen = replay.seen
+        self.top = replay.top
+        self._mark = replay.mark
         self._models = None if models is None else frozenset(models)
         self.supervisor = Supervisor.of(registry)
         label = config.peer_name
@@ -232,8 +245,13 @@ class PeerSync:
 
     # --- outgoing ----------------------------------------------------------------------
 
+    def mark(self, model_id: int, device_id: int, seq: int) -> None:
+        """A frame this gateway stored: marked in the wrapped windows and queued for the peer."""
+        self._mark(model_id, device_id, seq)
+        self.accepted(model_id, device_id, seq)
+
     def accepted(self, model_id: int, device_id: int, seq: int) -> None:
-        """Called for every record the local spool stored."""
+        """Queue an entry for the peer (without marking it here)."""
         if len(self._queue) >= self.config.max_queue:
             # Peer down for long: keep the newest (replays are most likely for recent frames).
             self._queue.popleft()
@@ -321,8 +339,8 @@ class PeerSync:
         return web.Response(text=f"applied {applied} refused {refused}\n")
 
     def apply(self, entries: list[tuple[int, int, int]]) -> tuple[int, int]:
-        """Mark the sane entries in the replay windows: (applied, refused)."""
-        replay = self.replay
+        """Mark the sane entries in the wrapped replay windows: (applied, refused)."""
+        replay = self.wrapped
         applied = refused = 0
         models = self._models
         for model_id, device_id, seq in entries:

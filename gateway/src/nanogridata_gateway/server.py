@@ -20,7 +20,7 @@ from .config import ServerConfig
 from .connection_limits import WRITE_STALL, SourceCounts, Timeouts
 from .metrics import IngestMetrics
 from .protocol import AckStatus
-from .records import Record, Store, StoreFull
+from .records import Record, ReplayGuard, Store, StoreFull
 from .replay import PersistentReplayGuard, ReplayWindows
 from .session import DeviceSession, Received, SessionContext
 from .supervise import Supervisor
@@ -178,6 +178,13 @@ class DeviceConnection(asyncio.Protocol):
 _Read = tuple[DeviceConnection, list[Verdict], float, int]
 
 
+def _windows(replay: ReplayGuard) -> ReplayGuard:
+    """The replay windows themselves: the guard a `peer.PeerSync` wraps, or the guard as is
+    (its journal is flushed before every ACK and its size is reported)."""
+    wrapped: ReplayGuard = getattr(replay, "wrapped", replay)
+    return wrapped
+
+
 def _fmt_peer(peer: Any) -> str:
     if isinstance(peer, tuple) and len(peer) >= 2:
         return f"{peer[0]}:{peer[1]}"
@@ -217,7 +224,7 @@ class IngestServer:
         self._append_many = getattr(store, "append_many", None)
         self.port = config.data_port
         self.supervisor = Supervisor.of(metrics.registry)
-        replay = verifier.replay
+        replay = _windows(verifier.replay)
         self._journal = replay if isinstance(replay, PersistentReplayGuard) else None
         metrics.replay_journal = self._journal
         metrics.ready_probe = self.is_ready
@@ -320,7 +327,7 @@ class IngestServer:
         return self.metrics.registry
 
     def stats(self) -> dict[str, Any]:
-        replay = self.verifier.replay
+        replay = _windows(self.verifier.replay)
         return {
             "uptime_s": round(time.time() - self.started_at, 3),
             "ready": self.is_ready(),

@@ -21,7 +21,6 @@ from serve_process import serve_config
 from nanogridata_gateway.delivery import DeliveryStore, open_store
 from nanogridata_gateway.delivery_config import parse_delivery_config
 from nanogridata_gateway.errors import ConfigError
-from nanogridata_gateway.replay import ReplayWindows
 
 from conftest import Collector, delivery_raw, free_port, make_record, wait_for
 
@@ -29,7 +28,7 @@ GATEWAY_SRC = Path(__file__).resolve().parents[2] / "src"
 
 
 def _store(raw: dict[str, Any]) -> DeliveryStore:
-    return open_store(parse_delivery_config(raw, env={}), ReplayWindows(), CollectorRegistry())
+    return open_store(parse_delivery_config(raw, env={}), CollectorRegistry())
 
 
 def _dead_url() -> str:

@@ -19,7 +19,6 @@ from prometheus_client import CollectorRegistry
 from nanogridata_gateway.delivery import open_store
 from nanogridata_gateway.delivery_config import parse_delivery_config
 from nanogridata_gateway.records import Record
-from nanogridata_gateway.replay import ReplayWindows
 from nanogridata_gateway.sinks.formats import KeyCollision, json_record
 
 from conftest import Collector, delivery_raw, make_record, metric, wait_for
@@ -126,7 +125,7 @@ def test_a_colliding_record_is_dead_lettered_with_its_raw_payload(
 
     async def run() -> None:
         registry = CollectorRegistry()
-        store = open_store(parse_delivery_config(raw, env={}), ReplayWindows(), registry)
+        store = open_store(parse_delivery_config(raw, env={}), registry)
         await store.start()
         await store.append(colliding)
         await store.append(make_record(2))

@@ -15,12 +15,14 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry
 
-from nanogridata_gateway.delivery import open_store
+from nanogridata_gateway.config import GatewayConfig
 from nanogridata_gateway.delivery_config import PeerConfig, parse_delivery_config
 from nanogridata_gateway.peer import ENTRY, MAX_SEQ_ADVANCE, PATH, PeerSync, sign
+from nanogridata_gateway.protocol import AckStatus
 from nanogridata_gateway.replay import ReplayWindows
 
-from conftest import delivery_raw, free_port, make_record, metric, wait_for
+from conftest import delivery_raw, free_port, metric, wait_for
+from ingest_support import Device, make_config, running_gateway
 
 
 def _pair(secret_a: bytes, secret_b: bytes) -> tuple[PeerConfig, PeerConfig]:
@@ -47,14 +49,15 @@ def _pair(secret_a: bytes, secret_b: bytes) -> tuple[PeerConfig, PeerConfig]:
 
 
 def test_frame_accepted_on_a_is_soon_a_duplicate_on_b(tmp_path: Path) -> None:
-    """Two delivery stores with peer sync: cross-node replay is rejected. With the default 200 ms
-    batch interval B knows within ~0.3 s on an idle machine; the 5 s bound leaves room for a CI
-    machine starved by the lab deploy, and still fails a sync that waits for the next frame."""
+    """Two gateways, assembled as `serve` assembles them, with peer sync: a frame ACKed OK on A is
+    soon a duplicate on B. With the default 200 ms batch interval B knows within ~0.3 s on an idle
+    machine; the 5 s bound leaves room for a CI machine starved by the lab deploy, and still fails
+    a sync that waits for the next frame."""
     secret = os.urandom(32).hex()
     port_a, port_b = free_port(), free_port()
 
-    def raw(name: str, listen: int, peer: int) -> dict[str, Any]:
-        return delivery_raw(
+    def config(name: str, listen: int, peer: int) -> GatewayConfig:
+        raw = delivery_raw(
             tmp_path / name,
             {"alba": {"type": "jsonl", "path": str(tmp_path / name / "out.jsonl")}},
             peer={
@@ -65,27 +68,36 @@ def test_frame_accepted_on_a_is_soon_a_duplicate_on_b(tmp_path: Path) -> None:
                 "peer_name": "other",
             },
         )
+        return dataclasses.replace(
+            make_config(tmp_path / name / "state"), delivery=parse_delivery_config(raw, env={})
+        )
 
     async def run() -> None:
-        guard_a, guard_b = ReplayWindows(), ReplayWindows()
-        reg_a, reg_b = CollectorRegistry(), CollectorRegistry()
-        store_a = open_store(parse_delivery_config(raw("a", port_a, port_b), env={}), guard_a, reg_a)
-        store_b = open_store(parse_delivery_config(raw("b", port_b, port_a), env={}), guard_b, reg_b)
-        await store_a.start()
-        await store_b.start()
-        record = make_record(41, device_id=900)
-        await store_a.append(record)
-        await wait_for(lambda: guard_b.seen(0x10, 900, 41), 5.0, "B to learn A's frame")
-        assert not guard_b.seen(0x10, 900, 42)
-        assert metric(reg_b, "nanogridata_peer_sync_entries_received_total", peer="other") == 1
-        await wait_for(
-            lambda: metric(reg_a, "nanogridata_peer_sync_entries_sent_total", peer="other") == 1,
-            10,
-            "A to count the entry as sent",
-        )
-        assert metric(reg_a, "nanogridata_peer_sync_up", peer="other") == 1
-        await store_a.close()
-        await store_b.close()
+        async with (
+            running_gateway(config("a", port_a, port_b)) as (gw_a, _),
+            running_gateway(config("b", port_b, port_a)) as (gw_b, _),
+        ):
+            guard_b = gw_b.replay
+            reg_a, reg_b = gw_a.metrics.registry, gw_b.metrics.registry
+            device = Device(900)
+            await device.connect(gw_a.server.port if gw_a.server else 0)
+            await device.send(device.frame(41))
+            assert [ack.status for ack in await device.acks(1)] == [AckStatus.OK]
+            await device.close()
+            await wait_for(lambda: guard_b.seen(0x10, 900, 41), 5.0, "B to learn A's frame")
+            assert not guard_b.seen(0x10, 900, 42)
+            assert metric(reg_b, "nanogridata_peer_sync_entries_received_total", peer="other") == 1
+            await wait_for(
+                lambda: metric(reg_a, "nanogridata_peer_sync_entries_sent_total", peer="other") == 1,
+                10,
+                "A to count the entry as sent",
+            )
+            assert metric(reg_a, "nanogridata_peer_sync_up", peer="other") == 1
+            replayed = Device(900)
+            await replayed.connect(gw_b.server.port if gw_b.server else 0)
+            await replayed.send(device.frame(41))
+            assert [ack.status for ack in await replayed.acks(1)] == [AckStatus.DUPLICATE]
+            await replayed.close()
 
     asyncio.run(run())
 

@@ -13,7 +13,6 @@ from prometheus_client import CollectorRegistry
 
 from nanogridata_gateway.delivery import DeliveryStore, open_store
 from nanogridata_gateway.delivery_config import parse_delivery_config
-from nanogridata_gateway.replay import ReplayWindows
 from nanogridata_gateway.sinks.base import DeadLetters
 from nanogridata_gateway.spool import Row
 
@@ -22,7 +21,7 @@ from conftest import Collector, delivery_raw, make_record, metric, wait_for
 
 def _store(raw: dict[str, object]) -> tuple[DeliveryStore, CollectorRegistry]:
     registry = CollectorRegistry()
-    return open_store(parse_delivery_config(raw, env={}), ReplayWindows(), registry), registry
+    return open_store(parse_delivery_config(raw, env={}), registry), registry
 
 
 def test_an_unwritable_dead_letter_directory_keeps_records_spooled_until_it_is_fixed(

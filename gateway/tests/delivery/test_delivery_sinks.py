@@ -13,7 +13,6 @@ from prometheus_client import CollectorRegistry
 from nanogridata_gateway.delivery import DeliveryStore, open_store
 from nanogridata_gateway.delivery_config import parse_delivery_config
 from nanogridata_gateway.records import Record
-from nanogridata_gateway.replay import ReplayWindows
 from nanogridata_gateway.sinks.base import PermanentError, RetryableError
 from nanogridata_gateway.sinks.formats import influx_line, json_record
 from nanogridata_gateway.sinks.http import classify_status
@@ -23,7 +22,7 @@ from conftest import Collector, delivery_raw, free_port, make_record, metric, wa
 
 def _store(raw: dict[str, object]) -> tuple[DeliveryStore, CollectorRegistry]:
     registry = CollectorRegistry()
-    return open_store(parse_delivery_config(raw, env={}), ReplayWindows(), registry), registry
+    return open_store(parse_delivery_config(raw, env={}), registry), registry
 
 
 def test_json_record_format_and_idempotency_key(tmp_path: Path, collector: Collector) -> None:

@@ -21,7 +21,6 @@ from nanogridata_gateway import spool as spool_module
 from nanogridata_gateway.delivery import DeliveryStore, open_store
 from nanogridata_gateway.delivery_config import parse_delivery_config
 from nanogridata_gateway.records import StoreFull
-from nanogridata_gateway.replay import ReplayWindows
 from nanogridata_gateway.spool import Spool
 
 from conftest import Collector, delivery_raw, free_port, make_record, metric, wait_for
@@ -31,7 +30,7 @@ GATEWAY_SRC = Path(__file__).resolve().parents[2] / "src"
 
 def _store(raw: dict[str, object]) -> tuple[DeliveryStore, CollectorRegistry]:
     registry = CollectorRegistry()
-    return open_store(parse_delivery_config(raw, env={}), ReplayWindows(), registry), registry
+    return open_store(parse_delivery_config(raw, env={}), registry), registry
 
 
 def _dead_url() -> str:
@@ -240,11 +239,10 @@ _CHILD = textwrap.dedent(
     from nanogridata_gateway.delivery import open_store
     from nanogridata_gateway.delivery_config import parse_delivery_config
     from nanogridata_gateway.records import Record
-    from nanogridata_gateway.replay import ReplayWindows
     import json, cbor2
 
     raw = json.loads(sys.argv[1])
-    store = open_store(parse_delivery_config(raw, env={}), ReplayWindows(), CollectorRegistry())
+    store = open_store(parse_delivery_config(raw, env={}), CollectorRegistry())
 
     async def device(device_id):
         seq = 0

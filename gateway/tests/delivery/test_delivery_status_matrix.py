@@ -13,7 +13,6 @@ from prometheus_client import CollectorRegistry
 
 from nanogridata_gateway.delivery import DeliveryStore, open_store
 from nanogridata_gateway.delivery_config import parse_delivery_config
-from nanogridata_gateway.replay import ReplayWindows
 
 from conftest import Collector, delivery_raw, make_record, metric, wait_for
 
@@ -23,7 +22,7 @@ ERROR_CLASSES = ("timeout", "connect", "http_3xx", "http_4xx", "http_5xx", "http
 
 def _store(raw: dict[str, object]) -> tuple[DeliveryStore, CollectorRegistry]:
     registry = CollectorRegistry()
-    return open_store(parse_delivery_config(raw, env={}), ReplayWindows(), registry), registry
+    return open_store(parse_delivery_config(raw, env={}), registry), registry
 
 
 def _answer(collector: Collector, answer: str) -> None:

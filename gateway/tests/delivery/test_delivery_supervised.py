@@ -13,7 +13,6 @@ from prometheus_client import CollectorRegistry
 
 from nanogridata_gateway.delivery import open_store
 from nanogridata_gateway.delivery_config import parse_delivery_config
-from nanogridata_gateway.replay import ReplayWindows
 
 from conftest import Collector, delivery_raw, make_record, metric, wait_for
 
@@ -23,7 +22,7 @@ def test_a_crashed_sink_worker_is_restarted_and_delivers_everything(
 ) -> None:
     raw = delivery_raw(tmp_path, {"alba": {"type": "http_json", "url": collector.url, "batch_size": 50}})
     registry = CollectorRegistry()
-    store = open_store(parse_delivery_config(raw, env={}), ReplayWindows(), registry)
+    store = open_store(parse_delivery_config(raw, env={}), registry)
     real_reader = store.spool.reader
     alba_bit = store.spool.bits["alba"]
     faults = [OSError("injected read error")]
@@ -78,7 +77,7 @@ def test_a_crashed_committer_fails_its_waiters_and_is_restarted(tmp_path: Path) 
     server answers BUSY, the device retransmits) instead of waiting forever; appends then work."""
     raw = delivery_raw(tmp_path, {"out": {"type": "jsonl", "path": str(tmp_path / "out.jsonl")}})
     registry = CollectorRegistry()
-    store = open_store(parse_delivery_config(raw, env={}), ReplayWindows(), registry)
+    store = open_store(parse_delivery_config(raw, env={}), registry)
     histogram = store.spool.metrics.commit_seconds
     real_observe = histogram.observe
     faults = [RuntimeError("injected committer fault")]

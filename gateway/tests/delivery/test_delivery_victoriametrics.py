@@ -13,7 +13,6 @@ from prometheus_client import CollectorRegistry
 
 from nanogridata_gateway.delivery import DeliveryStore, open_store
 from nanogridata_gateway.delivery_config import parse_delivery_config
-from nanogridata_gateway.replay import ReplayWindows
 
 from conftest import VictoriaMetrics, delivery_raw, make_record, metric, wait_for
 
@@ -38,7 +37,7 @@ def _store(tmp: Path, vm: VictoriaMetrics) -> tuple[DeliveryStore, CollectorRegi
         },
     )
     registry = CollectorRegistry()
-    return open_store(parse_delivery_config(raw, env={}), ReplayWindows(), registry), registry
+    return open_store(parse_delivery_config(raw, env={}), registry), registry
 
 
 async def _count_settles(vm: VictoriaMetrics, expected: int, timeout: float) -> int:

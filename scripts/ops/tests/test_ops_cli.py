@@ -94,19 +94,34 @@ TOFU_PINNED = re.search(
 def fake_tools(tmp_path: Path) -> dict[str, str]:
     """An environment in which deploy.sh reaches `tofu plan` without touching anything shared: a
     fake `tofu` of the pinned version on PATH that records each call's argv (one JSON list a line)
-    and fails at `plan`; a cache of its own whose tool venv borrows the real one's tools (so the
-    shared venv is not reinstalled); a vault password file and a token."""
+    and fails at `plan`, but answers `console` with the real tofu (initialised in a data directory
+    of its own, from the offline provider mirror) so that the module itself names the hosts; a
+    cache of its own whose tool venv borrows the real one's tools (so the shared venv is not
+    reinstalled); a vault password file and a token."""
     assert TOFU_PINNED is not None
+    real = dict(
+        line.removeprefix("export ").split("=", 1)
+        for line in run("bash", "terraform/tools/install-tofu.sh", "--print-env").stdout.splitlines()
+        if line.startswith("export ")
+    )
+    real_tofu = real["PATH"].split(":", 1)[0] + "/tofu"
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
     calls = tmp_path / "tofu-calls.jsonl"
     tofu = bin_dir / "tofu"
     tofu.write_text(
         f"#!{sys.executable}\n"
-        "import json, sys\n"
+        "import json, os, subprocess, sys\n"
         f"open({str(calls)!r}, 'a').write(json.dumps(sys.argv[1:]) + '\\n')\n"
         "args = [a for a in sys.argv[1:] if not a.startswith('-chdir=')]\n"
         f"if args[:1] == ['version']: print('OpenTofu v{TOFU_PINNED.group(1)}')\n"
+        "if args[:1] == ['console']:\n"
+        f"    env = dict(os.environ, TF_CLI_CONFIG_FILE={real['TF_CLI_CONFIG_FILE']!r},\n"
+        f"               TF_DATA_DIR={str(tmp_path / 'tofu-data')!r}, CHECKPOINT_DISABLE='1')\n"
+        "    chdir = [a for a in sys.argv[1:] if a.startswith('-chdir=')]\n"
+        f"    subprocess.run([{real_tofu!r}, *chdir, 'init', '-input=false'], env=env, check=True,\n"
+        "                   stdout=subprocess.DEVNULL)\n"
+        f"    os.execve({real_tofu!r}, [{real_tofu!r}, *sys.argv[1:]], env)\n"
         "for a in args:\n"
         "    if a.startswith('-var-file=') and a.endswith('.json'):\n"
         "        f = a[len('-var-file='):]\n"
