@@ -66,4 +66,9 @@ toolenv_activate() {
   # shellcheck disable=SC1091
   source "$venv/bin/activate"
   export NGD_VENV="$venv"
+  # The editable install points at whichever checkout ran last; another checkout's run (a second
+  # worktree, a fresh clone) may re-point it at any moment. This checkout's sources come first.
+  if [[ -d "$REPO_ROOT/gateway/src" ]]; then
+    export PYTHONPATH="$REPO_ROOT/gateway/src${PYTHONPATH:+:$PYTHONPATH}"
+  fi
 }
