@@ -97,6 +97,12 @@ def cmd_derive_key(args: argparse.Namespace) -> int:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
+    # aiohttp's signal lists are frozenlist FrozenLists: filled at start-up, not touched per
+    # frame or per delivery. frozenlist's compiled extension is C++ and maps libstdc++, about
+    # 1 MB resident for that list type; the library's own pure-Python FrozenList, chosen by its
+    # FROZENLIST_NO_EXTENSIONS switch (read when frozenlist is imported, i.e. when the sinks
+    # are built, after this), does the same job. An operator's own setting of it wins.
+    os.environ.setdefault("FROZENLIST_NO_EXTENSIONS", "1")
     cfg = load_config(args.config, args.secrets)
     setup_logging(cfg.log.level, cfg.log.format)
     return _serve_one(cfg)

@@ -52,6 +52,11 @@ class DeviceConnection(asyncio.Protocol):
     def peer(self) -> Any:
         return self.session.peer
 
+    def peername(self) -> Any:
+        """The device's address (asked of the transport each time: kept, it would cost a tuple
+        per connection; the session asks for it when it counts the source and when a log names it)."""
+        return self.transport.get_extra_info("peername") if self.transport is not None else None
+
     @property
     def inflight(self) -> int:
         return self.session.inflight
@@ -60,7 +65,6 @@ class DeviceConnection(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)  # uvloop's transports are not subclasses
         srv = self.server
-        self.session.peer = transport.get_extra_info("peername")
         reason = None
         if srv.draining:
             reason = "draining"

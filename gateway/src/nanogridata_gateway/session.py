@@ -15,6 +15,7 @@ bytes, runs the timers, and pauses, resumes and closes when a session says so.
 from __future__ import annotations
 
 import logging
+import sys
 import time
 from collections.abc import Callable, Sequence
 from typing import Any, Final
@@ -130,19 +131,19 @@ class DeviceSession:
         "_closing",
         "_ctx",
         "_last_refill",
+        "_peer",
         "_proxy_buf",
         "_stream",
         "_tokens",
         "deadlines",
         "inflight",
         "owner",
-        "peer",
         "source",
     )
 
     def __init__(self, ctx: SessionContext, peer: Any = None, owner: Any = None) -> None:
         self._ctx = ctx
-        self.peer = peer  # the device's address; behind a proxy, the one its PROXY header declares
+        self._peer = peer  # given, or declared by a PROXY header; else the owner's `peername()`
         self.owner = owner  # the I/O layer's object of this connection: ACKs owed to it go there
         self.source: str | None = None  # the address counted in ctx.sources
         self._stream: FrameStream | None = None  # made by the first bytes: idle devices cost less
@@ -153,9 +154,22 @@ class DeviceSession:
         self.deadlines = ConnectionDeadlines(0.0)
         self.inflight = 0  # frames of this connection on their way to the store
 
+    @property
+    def peer(self) -> Any:
+        """The device's address; behind a proxy, the one its PROXY header declares. Else asked of
+        the owner (the I/O layer) when needed, not kept: an (address, port) tuple per idle
+        connection is about 150 bytes, the whole of what the session itself costs."""
+        if self._peer is None and self.owner is not None:
+            return self.owner.peername()
+        return self._peer
+
+    @peer.setter
+    def peer(self, value: Any) -> None:
+        self._peer = value
+
     # --- connection -----------------------------------------------------------------------------
     def open(self, now: float) -> str | None:
-        """The connection is up (`peer` set). Counts it against its source address, unless a
+        """The connection is up (`peer` known). Counts it against its source address, unless a
         PROXY header is due to name the source first. Returns why it is refused (abort it), or None."""
         self._last_refill = now
         self.deadlines = ConnectionDeadlines(now, partial=self._proxy_buf is not None)
@@ -164,6 +178,9 @@ class DeviceSession:
     def _admit(self) -> str | None:
         peer = self.peer
         source = str(peer[0]) if isinstance(peer, tuple) and peer else str(peer)
+        # Interned: the connections from one address share one string (it is kept as long as
+        # one of them, or the count in ctx.sources, refers to it; then it is freed).
+        source = sys.intern(source)
         if not self._ctx.sources.add(source):
             self._ctx.metrics.reject_connection(SOURCE_LIMIT)
             return SOURCE_LIMIT

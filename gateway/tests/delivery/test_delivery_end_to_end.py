@@ -207,6 +207,11 @@ def test_simulator_to_victoriametrics_every_acked_frame_queryable(
         assert report["acked_ok"] >= 5000 and report["lost"] == 0
         _wait_drained(gw, 60)
         _check(tmp_path, gw, victoria, report)
+        # aiohttp delivered all of it with frozenlist's pure-Python lists: the C++ extension
+        # (and the libstdc++ it maps, ~1 MB resident) stays out of the serve process
+        assert gw.proc is not None
+        maps = Path(f"/proc/{gw.proc.pid}/maps").read_text()
+        assert "/aiohttp/" in maps and "_frozenlist" not in maps
     finally:
         gw.stop()
 
