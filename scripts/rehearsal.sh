@@ -173,10 +173,9 @@ HCLOUD_TOKEN=$(cat "$TOKEN_FILE")
 export HCLOUD_TOKEN
 ok "twin at $HCLOUD_ENDPOINT (operator address on the public side: $OPERATOR_IP)"
 
-# The operator's SSH: this run's key and known hosts (ssh reads ~/.ssh of the passwd entry whatever
-# HOME says, so a wrapper adds -F with this run's config). StrictHostKeyChecking accept-new and
-# ConnectionAttempts are the operator's choices here: deploy.sh waits for nothing after tofu apply,
-# and the hosts' keys are new.
+# The operator's SSH: this run's key (ssh reads ~/.ssh of the passwd entry whatever HOME says, so a
+# wrapper adds -F with this run's config). Host keys and waiting for the new hosts are deploy.sh's
+# own (known_hosts from OpenTofu, wait_hosts.py): nothing here relaxes or retries them.
 ssh-keygen -q -t ed25519 -N "" -C "ops@rehearsal" -f "$WORK/id_ed25519"
 mkdir -p "$WORK/bin"
 cat >"$WORK/ssh_config" <<EOF
@@ -184,8 +183,6 @@ Host *
   IdentityFile $WORK/id_ed25519
   IdentitiesOnly yes
   UserKnownHostsFile $WORK/known_hosts
-  StrictHostKeyChecking accept-new
-  ConnectionAttempts 180
 EOF
 real_ssh=$(command -v ssh)
 printf '#!/bin/sh\nexec %s -F %s "$@"\n' "$real_ssh" "$WORK/ssh_config" >"$WORK/bin/ssh"
