@@ -17,6 +17,9 @@
 #   7. a new release (the operator's next commit): deploy.sh production rolls it out
 #   8. rollback.sh production: back to the first release
 #   9. rollback.sh production again: stays on it (the bad release is not re-deployed)
+#   With --drill (not yet rehearsed either): the operator's key in an ssh-agent (the drill's SSH is
+#   pyinfra's, which reads no ssh config), then README step 5: drill.sh keepalived-stop --env
+#   production --yes, whose report must show every target met.
 #   After 5 and 7-9, every gateway's running process must report the expected release
 #   (nanogridata_build_info on its /metrics, read over SSH): exit codes alone prove nothing.
 #  10. decommission as terraform/README.md says: delete_protection = false, apply, tofu destroy;
@@ -25,7 +28,7 @@
 # kept on failure (its logs/) unless --clean.
 #
 # Usage: scripts/rehearsal.sh [--lab NAME] [--private-subnet CIDR] [--public-subnet CIDR] [--clean]
-#                             [--releases]
+#                             [--releases] [--drill]
 #        scripts/rehearsal.sh --cleanup   (only step 1: remove a killed run's containers/networks)
 # Environment: NGD_REHEARSAL_LAB (reh), NGD_REHEARSAL_PRIVATE_SUBNET (172.30.74.0/24),
 # NGD_REHEARSAL_PUBLIC_SUBNET (172.30.75.0/24).
@@ -37,7 +40,7 @@ help_from_header "$@"
 LAB="${NGD_REHEARSAL_LAB:-reh}"
 PRIVATE_SUBNET="${NGD_REHEARSAL_PRIVATE_SUBNET:-172.30.74.0/24}"
 PUBLIC_SUBNET="${NGD_REHEARSAL_PUBLIC_SUBNET:-172.30.75.0/24}"
-CLEANUP_ONLY=0 KEEP_ON_FAILURE=1 RELEASES=0
+CLEANUP_ONLY=0 KEEP_ON_FAILURE=1 RELEASES=0 DRILL=0
 while (($#)); do
   case "$1" in
     --lab) LAB="${2:?--lab needs a name}"; shift 2 ;;
@@ -46,6 +49,7 @@ while (($#)); do
     --cleanup) CLEANUP_ONLY=1; shift ;;
     --clean) KEEP_ON_FAILURE=0; shift ;;
     --releases) RELEASES=1; shift ;;
+    --drill) DRILL=1; shift ;;
     *) die "unknown argument: $1 (see --help)" ;;
   esac
 done
@@ -120,7 +124,8 @@ cleanup() {
     for _ in $(seq 120); do kill -0 "$TWIN_PID" 2>/dev/null || break; sleep 0.5; done
     kill -KILL "$TWIN_PID" 2>/dev/null || true
   fi
-    remove_leftovers || true
+  [[ -z "${SSH_AGENT_PID:-}" ]] || kill "$SSH_AGENT_PID" 2>/dev/null || true
+  remove_leftovers || true
   print_timings
   if ((rc == 0 || KEEP_ON_FAILURE == 0)); then
     rm -rf "$WORK"
@@ -335,6 +340,15 @@ if ((RELEASES)); then
   timed "rollback.sh production (back to the good release)" first_rollback
   timed "rollback.sh production again (stays on it)" second_rollback
 fi
+drill() {  # README, Production in five steps, step 5
+  if [[ -z "${SSH_AGENT_PID:-}" ]]; then
+    eval "$(ssh-agent -s)" >/dev/null || return 1
+    ssh-add -q "$WORK/id_ed25519" || return 1
+  fi
+  (cd "$OP" && ./scripts/drill.sh keepalived-stop --env production --yes) | tee "$WORK/drill.log" || return 1
+  grep -q 'keepalived-stop' "$WORK/drill.log" || { warn "the drill printed no report"; return 1; }
+}
+((DRILL == 0)) || timed "drill.sh keepalived-stop --env production" drill
 
 # --- 10. decommission ----------------------------------------------------------------------------
 decommission() {
