@@ -64,15 +64,20 @@ while read -r var; do unset "$var"; done < <(compgen -e | grep '^HCLOUD_' || tru
 
 declare -a TIMINGS=()
 T0=$SECONDS
+STEP_LABEL="" STEP_T0=0
 timed() {  # timed LABEL CMD...: run CMD, record its duration
-  local label="$1" t=$SECONDS rc=0
+  # CMD runs as a plain statement, so set -e applies inside it (within `cmd || ...` it would not):
+  # any failure ends the run, and cleanup records the step as failed.
+  STEP_LABEL=$1 STEP_T0=$SECONDS
   shift
-  log "== $label"
-  "$@" || rc=$?
-  TIMINGS+=("$(printf '%-52s %5ds%s' "$label" "$((SECONDS - t))" "$( ((rc)) && echo "  FAILED ($rc)")")")
-  return "$rc"
+  log "== $STEP_LABEL"
+  "$@"
+  TIMINGS+=("$(printf '%-52s %5ds' "$STEP_LABEL" "$((SECONDS - STEP_T0))")")
+  STEP_LABEL=""
 }
 print_timings() {
+  local rc=$1
+  [[ -z "$STEP_LABEL" ]] || TIMINGS+=("$(printf '%-52s %5ds  FAILED (%s)' "$STEP_LABEL" "$((SECONDS - STEP_T0))" "$rc")")
   ((${#TIMINGS[@]})) || return 0
   banner "rehearsal timings (lab $LAB)"
   printf '  %s\n' "${TIMINGS[@]}"
@@ -126,7 +131,7 @@ cleanup() {
   fi
   [[ -z "${SSH_AGENT_PID:-}" ]] || kill "$SSH_AGENT_PID" 2>/dev/null || true
   remove_leftovers || true
-  print_timings
+  print_timings "$rc"
   if ((rc == 0 || KEEP_ON_FAILURE == 0)); then
     rm -rf "$WORK"
   else
@@ -308,7 +313,7 @@ timed "deploy.sh production (first)" first_deploy
 tofu_env() { eval "$(bash "$OP/terraform/tools/install-tofu.sh" --print-env)"; }
 second_deploy() {
   local out="$WORK/second.log"
-  deploy | tee "$out" || return 1  # timed runs this in an `||` list: set -e does not apply
+  deploy | tee "$out"
   grep -q "no infrastructure change" "$out" || die "the second deploy changed the infrastructure"
   grep -Eq 'changed=0 ' "$out" || die "no play recap in the second deploy"
   if grep -E 'changed=[1-9]' "$out"; then die "the second deploy changed the hosts (above)"; fi
@@ -359,8 +364,12 @@ decommission() {
   tofu -chdir="$TFDIR" destroy -input=false -auto-approve -var-file="$TFDIR/production.tfvars" >"$WORK/destroy.log" \
     || { cat "$WORK/destroy.log" >&2; die "tofu destroy failed"; }
   local counts
-  counts=$(curl -fsS "${HCLOUD_ENDPOINT%/v1}/_twin/counts")
-  python3 -c 'import json,sys; c=json.loads(sys.argv[1]); sys.exit(0 if not any(c.values()) else f"the twin is not empty: {c}")' "$counts"
+  counts=$(curl -fsS "${HCLOUD_ENDPOINT%/v1}/_twin/counts") || { warn "the twin's counts cannot be read"; return 1; }
+  # {"counts": {"servers": 0, ...}}: every resource type must be at 0.
+  python3 -c 'import json, sys
+c = json.loads(sys.argv[1])["counts"]
+print("twin after destroy: " + ", ".join(f"{k} {v}" for k, v in sorted(c.items())))
+sys.exit(f"the twin is not empty: {c}" if not c or any(c.values()) else 0)' "$counts" || return 1
   # The host backend removes a deleted server's container after the delete action succeeded.
   local deadline=$((SECONDS + 120))
   while [[ -n "$(docker ps -aq --filter "label=$LABEL")" ]]; do
