@@ -69,7 +69,16 @@ fi
 [[ -f "$inventory" ]] || die "no inventory $inventory (lab: run scripts/deploy.sh lab first)"
 
 source "$REPO_ROOT/scripts/lib/toolenv.sh"
+source "$REPO_ROOT/scripts/ops/lib.sh"
 toolenv_activate >/dev/null
+# The inventory is read with ansible-inventory (here and by ngd_drills): outside the lab its vars
+# include the vault, which it cannot read without the password deploy.sh uses.
+vault_file=$(ops_vault_file "$env")
+if [[ -n "$vault_file" ]]; then
+  export ANSIBLE_VAULT_PASSWORD_FILE="$vault_file"
+elif [[ "$env" != lab ]]; then
+  die "no vault password file for $env: set NGD_VAULT_PASSWORD_FILE or create ~/.config/nanogridata/vault-password-$env"
+fi
 [[ "$env" == lab ]] && ensure_docker
 
 # One drill per environment at a time: a second fault must never overlap the first.

@@ -13,12 +13,22 @@
 #   5. deploy.sh production --yes: tofu init/plan/apply, bridge, SSH, site.yml, testinfra, probe,
 #      the Alertmanager gate (asked from the second run on)
 #   6. deploy.sh production --yes again: converges, nothing changes (tofu plan clean, 0 changed tasks)
-#   7. decommission as terraform/README.md says: delete_protection = false, apply, tofu destroy;
+#   With --releases (not yet in CI: not yet rehearsed end to end):
+#   7. a new release (the operator's next commit): deploy.sh production rolls it out
+#   8. rollback.sh production: back to the first release
+#   9. rollback.sh production again: stays on it (the bad release is not re-deployed)
+#   With --drill (not yet rehearsed either): the operator's key in an ssh-agent (the drill's SSH is
+#   pyinfra's, which reads no ssh config), then README step 5: drill.sh keepalived-stop --env
+#   production --yes, whose report must show every target met.
+#   After 5 and 7-9, every gateway's running process must report the expected release
+#   (nanogridata_build_info on its /metrics, read over SSH): exit codes alone prove nothing.
+#  10. decommission as terraform/README.md says: delete_protection = false, apply, tofu destroy;
 #      the twin must be empty
 # Prints per-step timings. The twin and its hosts go on exit (also after a failure); the copy is
 # kept on failure (its logs/) unless --clean.
 #
 # Usage: scripts/rehearsal.sh [--lab NAME] [--private-subnet CIDR] [--public-subnet CIDR] [--clean]
+#                             [--releases] [--drill]
 #        scripts/rehearsal.sh --cleanup   (only step 1: remove a killed run's containers/networks)
 # Environment: NGD_REHEARSAL_LAB (reh), NGD_REHEARSAL_PRIVATE_SUBNET (172.30.74.0/24),
 # NGD_REHEARSAL_PUBLIC_SUBNET (172.30.75.0/24).
@@ -30,7 +40,7 @@ help_from_header "$@"
 LAB="${NGD_REHEARSAL_LAB:-reh}"
 PRIVATE_SUBNET="${NGD_REHEARSAL_PRIVATE_SUBNET:-172.30.74.0/24}"
 PUBLIC_SUBNET="${NGD_REHEARSAL_PUBLIC_SUBNET:-172.30.75.0/24}"
-CLEANUP_ONLY=0 KEEP_ON_FAILURE=1
+CLEANUP_ONLY=0 KEEP_ON_FAILURE=1 RELEASES=0 DRILL=0
 while (($#)); do
   case "$1" in
     --lab) LAB="${2:?--lab needs a name}"; shift 2 ;;
@@ -38,6 +48,8 @@ while (($#)); do
     --public-subnet) PUBLIC_SUBNET="${2:?--public-subnet needs a /24}"; shift 2 ;;
     --cleanup) CLEANUP_ONLY=1; shift ;;
     --clean) KEEP_ON_FAILURE=0; shift ;;
+    --releases) RELEASES=1; shift ;;
+    --drill) DRILL=1; shift ;;
     *) die "unknown argument: $1 (see --help)" ;;
   esac
 done
@@ -52,15 +64,20 @@ while read -r var; do unset "$var"; done < <(compgen -e | grep '^HCLOUD_' || tru
 
 declare -a TIMINGS=()
 T0=$SECONDS
+STEP_LABEL="" STEP_T0=0
 timed() {  # timed LABEL CMD...: run CMD, record its duration
-  local label="$1" t=$SECONDS rc=0
+  # CMD runs as a plain statement, so set -e applies inside it (within `cmd || ...` it would not):
+  # any failure ends the run, and cleanup records the step as failed.
+  STEP_LABEL=$1 STEP_T0=$SECONDS
   shift
-  log "== $label"
-  "$@" || rc=$?
-  TIMINGS+=("$(printf '%-52s %5ds%s' "$label" "$((SECONDS - t))" "$( ((rc)) && echo "  FAILED ($rc)")")")
-  return "$rc"
+  log "== $STEP_LABEL"
+  "$@"
+  TIMINGS+=("$(printf '%-52s %5ds' "$STEP_LABEL" "$((SECONDS - STEP_T0))")")
+  STEP_LABEL=""
 }
 print_timings() {
+  local rc=$1
+  [[ -z "$STEP_LABEL" ]] || TIMINGS+=("$(printf '%-52s %5ds  FAILED (%s)' "$STEP_LABEL" "$((SECONDS - STEP_T0))" "$rc")")
   ((${#TIMINGS[@]})) || return 0
   banner "rehearsal timings (lab $LAB)"
   printf '  %s\n' "${TIMINGS[@]}"
@@ -112,8 +129,9 @@ cleanup() {
     for _ in $(seq 120); do kill -0 "$TWIN_PID" 2>/dev/null || break; sleep 0.5; done
     kill -KILL "$TWIN_PID" 2>/dev/null || true
   fi
-    remove_leftovers || true
-  print_timings
+  [[ -z "${SSH_AGENT_PID:-}" ]] || kill "$SSH_AGENT_PID" 2>/dev/null || true
+  remove_leftovers || true
+  print_timings "$rc"
   if ((rc == 0 || KEEP_ON_FAILURE == 0)); then
     rm -rf "$WORK"
   else
@@ -173,10 +191,9 @@ HCLOUD_TOKEN=$(cat "$TOKEN_FILE")
 export HCLOUD_TOKEN
 ok "twin at $HCLOUD_ENDPOINT (operator address on the public side: $OPERATOR_IP)"
 
-# The operator's SSH: this run's key and known hosts (ssh reads ~/.ssh of the passwd entry whatever
-# HOME says, so a wrapper adds -F with this run's config). StrictHostKeyChecking accept-new and
-# ConnectionAttempts are the operator's choices here: deploy.sh waits for nothing after tofu apply,
-# and the hosts' keys are new.
+# The operator's SSH: this run's key (ssh reads ~/.ssh of the passwd entry whatever HOME says, so a
+# wrapper adds -F with this run's config). Host keys and waiting for the new hosts are deploy.sh's
+# own (known_hosts from OpenTofu, wait_hosts.py): nothing here relaxes or retries them.
 ssh-keygen -q -t ed25519 -N "" -C "ops@rehearsal" -f "$WORK/id_ed25519"
 mkdir -p "$WORK/bin"
 cat >"$WORK/ssh_config" <<EOF
@@ -184,8 +201,6 @@ Host *
   IdentityFile $WORK/id_ed25519
   IdentitiesOnly yes
   UserKnownHostsFile $WORK/known_hosts
-  StrictHostKeyChecking accept-new
-  ConnectionAttempts 180
 EOF
 real_ssh=$(command -v ssh)
 printf '#!/bin/sh\nexec %s -F %s "$@"\n' "$real_ssh" "$WORK/ssh_config" >"$WORK/bin/ssh"
@@ -258,7 +273,42 @@ export NGD_VAULT_PASSWORD_FILE="$VAULT_PASS"
 
 # --- 5-6. deploy, then deploy again ------------------------------------------------------------
 deploy() { (cd "$OP" && ./scripts/deploy.sh production --yes); }
-timed "deploy.sh production (first)" deploy
+INV="$OP/ansible/inventories/production/hosts.yml"
+METRICS_PORT=$(python3 -c 'import sys, yaml; print(yaml.safe_load(open(sys.argv[1]))["ngd_gateway_metrics_port"])' \
+  "$OP/ansible/group_vars/all/ports.yml")
+release_of() {  # release_of LOG: the release deploy.sh built ("release: X" in its build step)
+  sed -nE 's/.*\] release: ([^ ]+)$/\1/p' "$1" | head -1
+}
+assert_running() {  # assert_running VERSION: every gateway's running process reports VERSION
+  # nanogridata_build_info of the gateway's own /metrics, asked over SSH with the inventory's
+  # host keys (what runs, not which release directory a symlink names).
+  local out
+  out=$(cd "$OP/ansible" && ANSIBLE_CONFIG="$OP/ansible/ansible.cfg" ANSIBLE_VAULT_PASSWORD_FILE="$VAULT_PASS" \
+    ansible gateways -i "$INV" -o -m ansible.builtin.command -a "python3 -c \"import urllib.request; \
+print(urllib.request.urlopen('http://127.0.0.1:$METRICS_PORT/metrics', timeout=10).read().decode())\"" 2>&1) \
+    || { printf '%s\n' "$out" >&2; warn "could not read the gateways' /metrics over SSH"; return 1; }
+  python3 - "$1" "$out" <<'PY'
+import re, sys
+want, out = sys.argv[1], sys.argv[2]
+seen = {}
+for line in out.splitlines():
+    host = re.match(r"^(\S+) \|", line)
+    version = re.search(r'nanogridata_build_info\{[^}]*version="([^"]+)"', line)
+    if host and version:
+        seen[host.group(1)] = version.group(1)
+print("running: " + ", ".join(f"{h} {v}" for h, v in sorted(seen.items())))
+if len(seen) != 2 or set(seen.values()) != {want}:
+    sys.exit(f"expected {want} running on both gateways, got {seen or 'no build_info'}")
+PY
+}
+GOOD="" NEW=""
+first_deploy() {
+  deploy | tee "$WORK/first.log" || return 1
+  GOOD=$(release_of "$WORK/first.log")
+  [[ -n "$GOOD" ]] || { warn "no 'release:' line in the first deploy's output"; return 1; }
+  assert_running "$GOOD"
+}
+timed "deploy.sh production (first)" first_deploy
 
 tofu_env() { eval "$(bash "$OP/terraform/tools/install-tofu.sh" --print-env)"; }
 second_deploy() {
@@ -270,7 +320,42 @@ second_deploy() {
 }
 timed "deploy.sh production (again: nothing changes)" second_deploy
 
-# --- 7. decommission ----------------------------------------------------------------------------
+# --- 7-9. a new release, rollback, rollback again ----------------------------------------------
+rollout() {  # the operator's next commit is the next release: deploy.sh rolls it out
+  git -C "$OP" -c user.name=operator -c user.email=operator@example.invalid commit -q --allow-empty \
+    -m "the next release" || return 1
+  deploy | tee "$WORK/rollout.log" || return 1
+  NEW=$(release_of "$WORK/rollout.log")
+  [[ -n "$NEW" && "$NEW" != "$GOOD" ]] || { warn "the new release '$NEW' is not a new version (was $GOOD)"; return 1; }
+  grep -qF "rolling deploy $GOOD -> $NEW" "$WORK/rollout.log" || { warn "deploy.sh did not roll $GOOD -> $NEW out"; return 1; }
+  assert_running "$NEW"
+}
+rollback() { (cd "$OP" && ./scripts/rollback.sh production --yes); }
+first_rollback() {
+  rollback | tee "$WORK/rollback.log" || return 1
+  assert_running "$GOOD"
+}
+second_rollback() {  # PREVIOUS_RELEASE names the bad release now: following it would re-deploy it
+  rollback | tee "$WORK/rollback2.log" || return 1
+  grep -q "nothing to roll back" "$WORK/rollback2.log" || { warn "the second rollback did something (above)"; return 1; }
+  assert_running "$GOOD"
+}
+if ((RELEASES)); then
+  timed "deploy.sh production (a new release rolls out)" rollout
+  timed "rollback.sh production (back to the good release)" first_rollback
+  timed "rollback.sh production again (stays on it)" second_rollback
+fi
+drill() {  # README, Production in five steps, step 5
+  if [[ -z "${SSH_AGENT_PID:-}" ]]; then
+    eval "$(ssh-agent -s)" >/dev/null || return 1
+    ssh-add -q "$WORK/id_ed25519" || return 1
+  fi
+  (cd "$OP" && ./scripts/drill.sh keepalived-stop --env production --yes) | tee "$WORK/drill.log" || return 1
+  grep -q 'keepalived-stop' "$WORK/drill.log" || { warn "the drill printed no report"; return 1; }
+}
+((DRILL == 0)) || timed "drill.sh keepalived-stop --env production" drill
+
+# --- 10. decommission ----------------------------------------------------------------------------
 decommission() {
   tofu_env
   printf 'delete_protection = false\n' >>"$TFDIR/production.tfvars"
@@ -279,8 +364,12 @@ decommission() {
   tofu -chdir="$TFDIR" destroy -input=false -auto-approve -var-file="$TFDIR/production.tfvars" >"$WORK/destroy.log" \
     || { cat "$WORK/destroy.log" >&2; die "tofu destroy failed"; }
   local counts
-  counts=$(curl -fsS "${HCLOUD_ENDPOINT%/v1}/_twin/counts")
-  python3 -c 'import json,sys; c=json.loads(sys.argv[1]); sys.exit(0 if not any(c.values()) else f"the twin is not empty: {c}")' "$counts"
+  counts=$(curl -fsS "${HCLOUD_ENDPOINT%/v1}/_twin/counts") || { warn "the twin's counts cannot be read"; return 1; }
+  # {"counts": {"servers": 0, ...}}: every resource type must be at 0.
+  python3 -c 'import json, sys
+c = json.loads(sys.argv[1])["counts"]
+print("twin after destroy: " + ", ".join(f"{k} {v}" for k, v in sorted(c.items())))
+sys.exit(f"the twin is not empty: {c}" if not c or any(c.values()) else 0)' "$counts" || return 1
   # The host backend removes a deleted server's container after the delete action succeeded.
   local deadline=$((SECONDS + 120))
   while [[ -n "$(docker ps -aq --filter "label=$LABEL")" ]]; do

@@ -5,7 +5,7 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path
 
-from hcloud_twin.hosts import address_pools, nft_ruleset
+from hcloud_twin.hosts import address_pools, host_key_setup, nft_ruleset
 
 
 def rule(direction: str, protocol: str, port: str | None, ips: list[str]) -> dict[str, object]:
@@ -60,3 +60,37 @@ def test_nft_accepts_the_ruleset(tmp_path: Path) -> None:
         ["unshare", "--net", "nft", "-c", "-f", str(ruleset)], capture_output=True, text=True, timeout=60, check=False
     )
     assert done.returncode == 0, done.stderr
+
+
+def run_key_setup(config: dict[str, object], etc_ssh: Path) -> None:
+    script = "\n".join(["set -e", *host_key_setup(config)]).replace("/etc/ssh/", f"{etc_ssh}/")
+    subprocess.run(["sh", "-c", script], check=True, capture_output=True, text=True)
+
+
+def test_host_keys_from_the_user_data_replace_the_image_keys(tmp_path: Path) -> None:
+    given = tmp_path / "given"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "gw-a host key", "-f", str(given)], check=True)
+    etc_ssh = tmp_path / "etc-ssh"
+    etc_ssh.mkdir()
+    (etc_ssh / "ssh_host_rsa_key").write_text("the image's key\n")
+    config = {
+        "ssh_deletekeys": True,
+        "ssh_genkeytypes": ["ed25519"],
+        "ssh_keys": {"ed25519_private": given.read_text(), "ed25519_public": given.with_suffix(".pub").read_text().strip()},
+    }
+    run_key_setup(config, etc_ssh)
+    assert sorted(p.name for p in etc_ssh.iterdir()) == ["ssh_host_ed25519_key", "ssh_host_ed25519_key.pub"]
+    assert (etc_ssh / "ssh_host_ed25519_key").read_text() == given.read_text()
+    # The private key written is the pair of the public key a client recorded.
+    written = etc_ssh / "ssh_host_ed25519_key"
+    derived = subprocess.run(["ssh-keygen", "-y", "-f", str(written)], capture_output=True, text=True, check=True)
+    assert derived.stdout.split()[:2] == given.with_suffix(".pub").read_text().split()[:2]
+    assert (etc_ssh / "ssh_host_ed25519_key").stat().st_mode & 0o777 == 0o600
+
+
+def test_without_given_keys_the_host_makes_its_own(tmp_path: Path) -> None:
+    etc_ssh = tmp_path / "etc-ssh"
+    etc_ssh.mkdir()
+    run_key_setup({"ssh_genkeytypes": ["ed25519"]}, etc_ssh)
+    assert sorted(p.name for p in etc_ssh.iterdir()) == ["ssh_host_ed25519_key", "ssh_host_ed25519_key.pub"]
+    assert len(host_key_setup({})) == 4  # delete, then rsa, ecdsa and ed25519 as cloud-init's defaults

@@ -6,10 +6,11 @@ Debian cloud image has them. Its public IPv4 is its address on a docker network 
 internet side (the twin's ``public_ipv4_pool`` is that network's range), its private addresses are
 on one docker network per hcloud network; root's ``authorized_keys`` holds the server's SSH keys,
 and the cloud-config subset the terraform module writes (``hostname``, ``ssh_pwauth``,
-``packages``) is applied. The cloud firewalls applied to a server are enforced on its public
-interface (eth0) with nftables, as Hetzner filters public traffic only; a floating IP reaches only
-the server it is assigned to (the others never answer ARP for it), while configuring it on the
-interface stays the host's own job (keepalived's), as in Hetzner.
+``packages``, host keys from ``ssh_keys``/``ssh_deletekeys``/``ssh_genkeytypes``) is applied.
+The cloud firewalls applied to a server are enforced on its public interface (eth0) with
+nftables, as Hetzner filters public traffic only; a floating IP reaches only the server it is
+assigned to (the others never answer ARP for it), while configuring it on the interface stays the
+host's own job (keepalived's), as in Hetzner.
 
 The twin calls :meth:`DockerHosts.on_action` for each action that succeeds, with its lock held:
 work is queued to one worker thread, which reads the state under the lock and runs docker
@@ -18,6 +19,7 @@ outside it. Like a real boot, sshd answers some seconds after the create action 
 
 from __future__ import annotations
 
+import base64
 import ipaddress
 import logging
 import queue
@@ -187,8 +189,7 @@ class DockerHosts:
             "install -d -m 700 /root/.ssh",
             "cat > /root/.ssh/authorized_keys",
             "chmod 600 /root/.ssh/authorized_keys",
-            "rm -f /etc/ssh/ssh_host_*_key*",
-            "ssh-keygen -A >/dev/null",  # host keys of its own, not the image's
+            *host_key_setup(config),
         ]
         if config.get("ssh_pwauth") is False:
             setup.append("echo 'PasswordAuthentication no' > /etc/ssh/sshd_config.d/50-cloud-init.conf")
@@ -280,6 +281,39 @@ class DockerHosts:
         if done.returncode != 0:
             raise HostError(f"{' '.join(args[:4])}... exited {done.returncode}: {done.stderr.strip()[-500:]}")
         return done.stdout
+
+
+SSH_KEY_TYPES = ("rsa", "ecdsa", "ed25519")
+
+
+def host_key_setup(config: dict[str, Any]) -> list[str]:
+    """Shell lines for the host keys as cloud-init's ssh module makes them: ``ssh_deletekeys``
+    (default true) removes the image's keys; the keys given in ``ssh_keys`` are written (and then
+    none is generated, as cloud-init does), otherwise one per ``ssh_genkeytypes`` type is generated
+    (default rsa, ecdsa, ed25519). A client that recorded a key given in the user data (OpenTofu's
+    host keys) verifies the first connection."""
+    lines = []
+    if config.get("ssh_deletekeys", True) is not False:
+        lines.append("rm -f /etc/ssh/ssh_host_*_key*")
+    given = config.get("ssh_keys")
+    if isinstance(given, dict) and given:
+        for key_type in SSH_KEY_TYPES:
+            private, public = given.get(f"{key_type}_private"), given.get(f"{key_type}_public")
+            path = f"/etc/ssh/ssh_host_{key_type}_key"
+            if isinstance(private, str) and private.strip():
+                encoded = base64.b64encode(private.strip().encode() + b"\n").decode()
+                lines.append(f"echo {encoded} | base64 -d > {path} && chmod 600 {path}")
+            if isinstance(public, str) and public.strip():
+                encoded = base64.b64encode(public.strip().encode() + b"\n").decode()
+                lines.append(f"echo {encoded} | base64 -d > {path}.pub && chmod 644 {path}.pub")
+        return lines
+    types = config.get("ssh_genkeytypes")
+    wanted = [str(t) for t in types] if isinstance(types, list) else list(SSH_KEY_TYPES)
+    for key_type in wanted:
+        if key_type in SSH_KEY_TYPES:
+            path = f"/etc/ssh/ssh_host_{key_type}_key"
+            lines.append(f"test -f {path} || ssh-keygen -q -t {key_type} -N '' -f {path}")
+    return lines
 
 
 def _cloud_config(user_data: str) -> dict[str, Any]:

@@ -146,9 +146,16 @@ class Drill:
                 timeout=60,
             ).stdout
             env["NANOGRIDATA_SECRET_MODEL_10"] = hashlib.sha256(raw).hexdigest()
+        if "NANOGRIDATA_SECRET_MODEL_10" not in env and self.inv.gateways:
+            # Outside the lab the gateways' own secret: the vault's, read with the inventory.
+            secrets = self.inv.hostvars.get(self.inv.gateways[0], {}).get("vault_gateway_model_secrets")
+            secret = secrets.get("0x10") if isinstance(secrets, dict) else None
+            if isinstance(secret, str) and secret:
+                env["NANOGRIDATA_SECRET_MODEL_10"] = secret
         if "NANOGRIDATA_SECRET_MODEL_10" not in env:
             raise DrillError(
-                "set NANOGRIDATA_SECRET_MODEL_10 (the hex master secret of model 0x10) for the simulator"
+                "set NANOGRIDATA_SECRET_MODEL_10 (the hex master secret of model 0x10) for the simulator, or "
+                "keep it in the inventory's vault (vault_gateway_model_secrets, read with the vault password)"
             )
         return env
 

@@ -298,3 +298,50 @@ def test_ssh_drills_check_host_keys_as_ansible_does(tmp_path: Path) -> None:
     joined = Path(data["ssh_known_hosts_file"]).read_text()
     assert "AAAAfromopentofu" in joined and "AAAAfirstuse" in joined
     assert "ssh_known_hosts_file" not in pyinfra_host_data("x", {"ansible_host": "192.0.2.1"})
+
+
+def test_outside_the_lab_the_simulator_gets_the_secret_from_the_inventorys_vault(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Production keeps the model secrets in an encrypted vault beside the inventory: read with the
+    vault password (drill.sh exports it as deploy.sh does), they reach the simulator."""
+    from ngd_drills.cli import Drill, TrafficPlan
+    from ngd_drills.env import REPO_ROOT, Inventory, load_inventory
+
+    if shutil.which("ansible-vault") is None:
+        pytest.skip("ansible-vault is not installed (the tool venv has it)")
+    name = f"drillvault-{os.getpid()}"
+    inventory = REPO_ROOT / ".lab" / name / "inventory" / "hosts.yml"
+    vault = inventory.parent / "group_vars" / "all" / "vault.yml"
+    vault.parent.mkdir(parents=True)
+    password = tmp_path / "vault-password"
+    password.write_text("rehearsed\n")
+    secret = "ab" * 32
+    try:
+        inventory.write_text(
+            "all:\n  children:\n"
+            "    gateways:\n"
+            "      hosts: {gw-a: {ngd_vip: 10.0.0.100, ngd_vip_interface: eth1},"
+            " gw-b: {ngd_vip: 10.0.0.100}}\n"
+            "    monitoring:\n      hosts: {mon: {}}\n"
+            "    collectors:\n      hosts: {collector: {}}\n"
+        )
+        vault.write_text(f'vault_gateway_model_secrets:\n  "0x10": "{secret}"\n')
+        subprocess.run(
+            ["ansible-vault", "encrypt", "--vault-password-file", str(password), str(vault)],
+            check=True,
+            capture_output=True,
+        )
+        monkeypatch.setenv("NGD_LAB", name)
+        monkeypatch.delenv("NANOGRIDATA_SECRET_MODEL_10", raising=False)
+        monkeypatch.delenv("ANSIBLE_VAULT_PASSWORD_FILE", raising=False)
+        with pytest.raises(DrillError, match="ansible-inventory failed"):
+            load_inventory("lab")  # without the password the vault cannot be read
+        monkeypatch.setenv("ANSIBLE_VAULT_PASSWORD_FILE", str(password))
+        loaded = load_inventory("lab")
+    finally:
+        shutil.rmtree(REPO_ROOT / ".lab" / name)
+    production = Inventory("production", loaded.hostvars, loaded.groups, loaded.ports)
+    plan = TrafficPlan(devices=1, rate=1.0, duration_s=1.0)
+    drill = Drill(production, executor=None, plan=plan)  # type: ignore[arg-type]
+    assert drill.secret_env()["NANOGRIDATA_SECRET_MODEL_10"] == secret
