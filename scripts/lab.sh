@@ -49,8 +49,9 @@ Options:
   -h, --help       this help
 
 Env NGD_LAB_CPU_SHARES=N gives the hosts it creates a CPU weight (docker --cpu-shares; default
-1024): scripts/test.sh lowers it for the molecule scenarios' hosts so that they yield the CPU to
-the lab the failover drills run in.
+1024), and \`run-args\` prints it for other creators of lab hosts (the Hetzner twin's servers):
+scripts/test.sh lowers it for the molecule scenarios' and the rehearsal's hosts so that they yield
+the CPU to the lab the failover drills run in.
 
 The lab "lab" writes ansible/inventories/lab/hosts.yml; every lab keeps its throw-away
 inventory copy, vault password and secrets under .lab/NAME/ (git-ignored).
@@ -437,7 +438,7 @@ case "$COMMAND" in
   shell) ensure_docker; cmd_shell ;;
   ip) ensure_docker >&2; cmd_ip ;;
   image) ensure_docker >&2; lab_image_ensure >&2; lab_image_ref ;;
-  run-args) printf '%s\n' "${LAB_RUN_ARGS[@]}" ;;
+  run-args) printf '%s\n' ${NGD_LAB_CPU_SHARES:+--cpu-shares "$NGD_LAB_CPU_SHARES"} "${LAB_RUN_ARGS[@]}" ;;
   inventory) print_inventory "${HOSTS[@]}" ;;
   secret) [[ -n "${ARGS[0]:-}" ]] || die "secret needs a NAME"; lab_secret "${ARGS[0]}" ;;
   *) usage >&2; die "unknown command '$COMMAND'" ;;

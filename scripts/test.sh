@@ -17,13 +17,13 @@ COMPONENTS=(gateway firmware hcloud_twin terraform prometheus grafana nginx keep
 # checks) get a CPU weight of $YIELD_CPU_SHARES (docker's default is 1024): the drills keep their
 # timing targets while the rest takes the CPU they leave idle (2 cores here). Molecule has a lane
 # of its own: the short, mostly waiting hooks (a 60 s collector outage) run early beside it instead
-# of after it. None needs what another hook makes (own labs and subnets, loopback ports; the image
+# of after it, then the production rehearsal (its twin's servers take the lane's CPU weight too). None needs what another hook makes (own labs and subnets, loopback ports; the image
 # build, apt and the dockerd start are locked). Lanes are joined (output shown, results recorded)
 # at the end.
 CRITICAL_LANE=(scripts/ci/integration-deploy.sh scripts/ci/integration-drills.sh)
 YIELDING_LANES=(
   "molecule/ci/integration.sh"
-  "gateway/ci/integration.sh scripts/ci/integration.sh"
+  "gateway/ci/integration.sh scripts/ci/integration.sh scripts/ci/integration-rehearsal.sh"
 )
 YIELD_NICE=10
 YIELD_CPU_SHARES=256
