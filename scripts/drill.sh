@@ -40,7 +40,8 @@ Options:
   -h, --help       this help
 
 Outside the lab the drill asks for typed confirmation (unless --yes) and refuses to start while
-Alertmanager reports an active alert. A lock ensures one drill (one fault) at a time per env.
+Alertmanager reports an active alert (the always-firing Watchdog aside). A lock ensures one
+drill (one fault) at a time per env.
 USAGE
 }
 

@@ -13,13 +13,15 @@
 #   5. deploy.sh production --yes: tofu init/plan/apply, bridge, SSH, site.yml, testinfra, probe,
 #      the Alertmanager gate (asked from the second run on)
 #   6. deploy.sh production --yes again: converges, nothing changes (tofu plan clean, 0 changed tasks)
-#   With --releases (not yet in CI: not yet rehearsed end to end):
+#   With --releases (passed once; not yet in CI until it passes twice in a row):
 #   7. a new release (the operator's next commit): deploy.sh production rolls it out
 #   8. rollback.sh production: back to the first release
 #   9. rollback.sh production again: stays on it (the bad release is not re-deployed)
-#   With --drill (not yet rehearsed either): the operator's key in an ssh-agent (the drill's SSH is
-#   pyinfra's, which reads no ssh config), then README step 5: drill.sh keepalived-stop --env
-#   production --yes, whose report must show every target met.
+#   With --drill (not yet passing: the drill's Alertmanager gate finds ClockNotSynchronised, the
+#   twin's hosts having no NTP, and AlertmanagerNotificationsFailing, the receivers pointing at a
+#   closed port until a webhook receiver stands for the pager): the operator's key in an ssh-agent
+#   (the drill's SSH is pyinfra's, which reads no ssh config), then README step 5: drill.sh
+#   keepalived-stop --env production --yes, whose report must show every target met.
 #   After 5 and 7-9, every gateway's running process must report the expected release
 #   (nanogridata_build_info on its /metrics, read over SSH): exit codes alone prove nothing.
 #  10. decommission as terraform/README.md says: delete_protection = false, apply, tofu destroy;

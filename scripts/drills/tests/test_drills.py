@@ -345,3 +345,19 @@ def test_outside_the_lab_the_simulator_gets_the_secret_from_the_inventorys_vault
     plan = TrafficPlan(devices=1, rate=1.0, duration_s=1.0)
     drill = Drill(production, executor=None, plan=plan)  # type: ignore[arg-type]
     assert drill.secret_env()["NANOGRIDATA_SECRET_MODEL_10"] == secret
+
+
+def test_the_watchdog_does_not_count_as_an_active_alert() -> None:
+    """Watchdog fires all the time by design: a drill gate counting it would never let a drill run."""
+    from ngd_drills.observe import active_alerts
+
+    class Alertmanager:
+        def run(self, host: str, command: str, timeout: float = 30.0) -> Result:
+            alerts = [
+                {"labels": {"alertname": "Watchdog", "severity": "info"}},
+                {"labels": {"alertname": "GatewayDown", "severity": "critical"}},
+            ]
+            return Result(0, json.dumps(alerts))
+
+    active = active_alerts(Alertmanager(), "mon", 9093)  # type: ignore[arg-type]
+    assert [a["labels"]["alertname"] for a in active or []] == ["GatewayDown"]
