@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from prometheus_client import CollectorRegistry
 
 from nanogridata_gateway.codec import verify_ack
 from nanogridata_gateway.config import ServerConfig, load_config
@@ -25,22 +26,16 @@ from nanogridata_gateway.connection_limits import (
     Timeouts,
 )
 from nanogridata_gateway.errors import ConfigError
+from nanogridata_gateway.http_api import MAX_CONNECTIONS, ControlServer
 from nanogridata_gateway.protocol import AckStatus
 from nanogridata_gateway.proxy_protocol import V2_SIGNATURE, ProxyHeaderError, parse_proxy_header
 from nanogridata_gateway.stream import FrameStream
 from test_config import EXAMPLE, MINIMAL, write_config, write_secrets
 from test_server import metric, run
 
-from ingest_support import Device, http_get, make_config, running_gateway
+from ingest_support import Device, http_get, make_config, running_gateway, wait_until
 
 T = Timeouts(idle_s=300.0, frame_s=5.0, write_stall_s=30.0)
-
-
-async def wait_for(predicate: Any, timeout: float = 20.0, what: str = "condition") -> None:
-    """Poll `predicate` until true; generous, CI runs this starved beside a lab deploy."""
-    async with asyncio.timeout(timeout):
-        while not predicate():
-            await asyncio.sleep(0.02)
 
 
 def proxy_v2_with_tlvs(source: str, port: int, tlv_bytes: int) -> bytes:
@@ -187,7 +182,7 @@ def test_a_long_proxy_v2_header_split_after_byte_233_over_tcp(tmp_path: Path) ->
             dev = Device(63)
             await dev.connect(gw.server.port)
             await dev.send(header[:233])
-            await wait_for(lambda: gw.server.metrics.bytes_received >= 233)  # a read of its own
+            await wait_until(lambda: gw.server.metrics.bytes_received >= 233, "the first part read alone")
             await dev.send(header[233:] + dev.frame(1))
             [ack] = await dev.acks(1)
             assert ack.status == AckStatus.OK
@@ -227,7 +222,7 @@ async def connect_small_window(dev: Device, gw: Any) -> None:
     before = set(gw.server.connections)
     await asyncio.get_running_loop().sock_connect(sock, ("127.0.0.1", gw.server.port))
     dev.reader, dev.writer = await asyncio.open_connection(sock=sock)
-    await wait_for(lambda: set(gw.server.connections) - before)
+    await wait_until(lambda: set(gw.server.connections) - before, "a new connection")
     [conn] = set(gw.server.connections) - before
     conn.transport.get_extra_info("socket").setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
 
@@ -306,7 +301,7 @@ def test_a_device_that_never_reads_its_acks_is_closed_after_the_stall_deadline(t
                 await dev.send(frame)
                 assert (await dev.acks(1))[0].status == AckStatus.OK
                 floods.append(asyncio.create_task(flood_without_reading(dev, frame, stop)))
-            await wait_for(lambda: not gw.server.connections, timeout=60, what="stalled connections closed")
+            await wait_until(lambda: not gw.server.connections, "stalled connections closed", timeout=60)
             stop.set()
             await asyncio.gather(*floods)
             _, text = await http_get(gw.control.port, "/metrics")
@@ -359,13 +354,13 @@ def test_slow_senders_lose_their_slots_at_the_frame_deadline(tmp_path: Path) -> 
             devs = [Device(80 + i) for i in range(slow)]
             for dev in devs:
                 await dev.connect(gw.server.port)
-            await wait_for(lambda: len(gw.server.connections) == slow)
+            await wait_until(lambda: len(gw.server.connections) == slow, "the slow connections open")
             late = Device(90)  # every slot is taken: refused
             await late.connect(gw.server.port)
             assert await late.closed_by_peer()
             # a byte every 0.25 s: the idle timeout would never fire
             tasks = [asyncio.create_task(dribble(dev, dev.frame(1), 0.25)) for dev in devs]
-            await wait_for(lambda: not gw.server.connections, what="slow connections closed")
+            await wait_until(lambda: not gw.server.connections, "slow connections closed")
             assert len(gw.server.connections) == 0  # slots held after the deadline
             for task in tasks:
                 task.cancel()
@@ -404,11 +399,11 @@ def test_connections_per_source_are_limited(tmp_path: Path) -> None:
             a, b, c = Device(100), Device(101), Device(102)
             await a.connect(gw.server.port)
             await b.connect(gw.server.port)
-            await wait_for(lambda: len(gw.server.connections) == 2)
+            await wait_until(lambda: len(gw.server.connections) == 2, "two connections")
             await c.connect(gw.server.port)
             assert await c.closed_by_peer()
             await a.close()  # a slot of that source is free again
-            await wait_for(lambda: len(gw.server.connections) == 1)
+            await wait_until(lambda: len(gw.server.connections) == 1, "one connection")
             d = Device(103)
             await d.connect(gw.server.port)
             await d.send(d.frame(1))
@@ -447,5 +442,57 @@ def test_behind_a_proxy_the_declared_client_is_the_source(tmp_path: Path) -> Non
             assert gw.server.sources["198.51.100.7"] == 2 and gw.server.sources["127.0.0.1"] == 0
             for dev in devs:
                 await dev.close()
+
+    run(scenario())
+
+
+class _ControlTarget:
+    def is_alive(self) -> bool:
+        return True
+
+    def is_ready(self) -> bool:
+        return True
+
+    def stats(self) -> dict[str, Any]:
+        return {}
+
+    def request_drain(self) -> bool:
+        return False
+
+    @property
+    def metrics_registry(self) -> Any:
+        return CollectorRegistry()
+
+
+def test_the_control_port_holds_at_most_max_connections_then_serves_again() -> None:
+    """Clients that connect to the control port and send nothing hold MAX_CONNECTIONS sockets at
+    the most: one more is closed unanswered; once they go, requests are answered again."""
+
+    async def scenario() -> None:
+        control = ControlServer(_ControlTarget(), "127.0.0.1", 0)
+        await control.start()
+        idle: list[asyncio.StreamWriter] = []
+        try:
+            for _ in range(MAX_CONNECTIONS):
+                idle.append((await asyncio.open_connection("127.0.0.1", control.port))[1])
+            await wait_until(lambda: control.connections == MAX_CONNECTIONS, "the idle connections held")
+            reader, writer = await asyncio.open_connection("127.0.0.1", control.port)
+            writer.write(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+            try:
+                answer = await asyncio.wait_for(reader.read(), timeout=20)
+            except ConnectionResetError:
+                answer = b""
+            writer.close()
+            assert answer == b"", answer
+            assert control.refused == 1 and control.connections == MAX_CONNECTIONS
+            for held in idle:
+                held.close()
+            await wait_until(lambda: control.connections == 0, "the idle connections released")
+            assert await http_get(control.port, "/health") == (200, '{"alive": true}\n')
+            assert control.refused == 1
+        finally:
+            for held in idle:
+                held.close()
+            await control.close()
 
     run(scenario())

@@ -17,6 +17,14 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 log = logging.getLogger("nanogridata.http")
 MAX_REQUEST_HEAD = 8192
+# Connections held at once. Prometheus, a load balancer's health check and an operator's curl
+# need a handful; beyond this a new connection is closed at once, so a client that opens many
+# and sends nothing cannot hold more than this many sockets (and each for at most IO_TIMEOUT_S).
+MAX_CONNECTIONS = 32
+# Reading the request head, and writing the answer to a reader that does not read.
+IO_TIMEOUT_S = 5.0
+# At most one warning per this many seconds about connections refused at the limit.
+REFUSED_LOG_INTERVAL_S = 60.0
 
 
 class ControlTarget(Protocol):
@@ -62,12 +70,20 @@ class ControlServer:
         self.port = port
         self.reuse_port = reuse_port
         self._server: asyncio.Server | None = None
+        self._open = 0
+        self.refused = 0  # connections closed unanswered at MAX_CONNECTIONS
+        self._refused_logged_at = -REFUSED_LOG_INTERVAL_S
 
     async def start(self) -> None:
         self._server = await asyncio.start_server(
             self._handle, self.host, self.port, reuse_port=self.reuse_port or None
         )
         self.port = self._server.sockets[0].getsockname()[1]
+
+    @property
+    def connections(self) -> int:
+        """Connections held now (at most MAX_CONNECTIONS)."""
+        return self._open
 
     async def close(self) -> None:
         if self._server is not None:
@@ -121,8 +137,30 @@ class ControlServer:
         return _json(202, {"draining": True, "started_now": started})
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if self._open >= MAX_CONNECTIONS:
+            self._refuse(writer)
+            return
+        self._open += 1
         try:
-            head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), timeout=5)
+            await self._answer(reader, writer)
+        finally:
+            self._open -= 1
+
+    def _refuse(self, writer: asyncio.StreamWriter) -> None:
+        self.refused += 1
+        now = asyncio.get_running_loop().time()
+        if now - self._refused_logged_at >= REFUSED_LOG_INTERVAL_S:
+            self._refused_logged_at = now
+            log.warning(
+                "control port: %d connections open, closing new ones unanswered (%d so far)",
+                MAX_CONNECTIONS,
+                self.refused,
+            )
+        writer.close()
+
+    async def _answer(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), timeout=IO_TIMEOUT_S)
             if len(head) > MAX_REQUEST_HEAD:
                 raise ValueError("request head too large")
             request_line = head.split(b"\r\n", 1)[0].decode("latin-1")
@@ -139,7 +177,7 @@ class ControlServer:
                 f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n".encode("latin-1")
                 + body_out
             )
-            await writer.drain()
+            await asyncio.wait_for(writer.drain(), timeout=IO_TIMEOUT_S)
         except (
             TimeoutError,
             asyncio.IncompleteReadError,
