@@ -20,6 +20,11 @@ Scenarios (1,000 connections, 100-byte CBOR payloads, 16-byte tags; each cell ge
   open-10k   open loop, 10,000 frames/s in total, paced evenly over the connections
   open-2k    open loop, 2,000 frames/s
   idle-5k    5,000 idle connections held (RSS only)
+  kill-10k   gateways only, a check rather than a figure: open loop 10,000 frames/s, the gateway
+             killed with SIGKILL in the middle of the window and started again on its spool; once
+             the spool has drained, every frame the load generator saw ACKed OK must be a point in
+             VictoriaMetrics (device tag and timestamp). Prints acked / found / lost (0 expected)
+             and the restart's time to /ready
 
 Columns: conns = connections up in the cell; offered = frames in flight per connection (closed loop)
 or the total rate (open loop); acked/s = ACKs (OK or DUPLICATE; PUBACK; echo reply) received inside
@@ -57,6 +62,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.parse
 import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -72,7 +78,9 @@ FRAME, ACK = 24 + PAYLOAD + TAG, 24 + 2 + TAG
 VM_BINARY = "/usr/bin/victoria-metrics"
 MOSQUITTO = "/usr/sbin/mosquitto"
 SERVERS = ("echo", "gateway", "gateway+jsonl", "mosquitto")
-SCENARIOS = ("closed-1", "closed-8", "open-10k", "open-2k", "idle-5k")
+SCENARIOS = ("closed-1", "closed-8", "open-10k", "open-2k", "idle-5k", "kill-10k")
+KILLED_METRIC = "nanogridata_0x10_p"  # influx_line: <prefix>_<model>_<field>; every payload has p
+DRAIN_TIMEOUT_S = 300.0
 
 
 @dataclass(frozen=True)
@@ -150,6 +158,7 @@ class Server:
     downstream: subprocess.Popen[bytes] | None = None
     metrics_url: str | None = None
     extra: list[subprocess.Popen[bytes]] = field(default_factory=list)
+    restart: Callable[[], subprocess.Popen[bytes]] | None = None  # the same server, same state
 
 
 class Bench:
@@ -230,13 +239,19 @@ url = "http://127.0.0.1:{self.vm_port}/write"
         config = cell / "gateway.toml"
         config.write_text(text)
         cmd = [sys.executable, "-m", "nanogridata_gateway.cli", "serve", "-c", str(config)]
-        proc = spawn(self.pin.on(0, cmd), cell / "server.log")
         url = f"http://127.0.0.1:{http_port}"
-        try:
-            wait_until(f"{name} /ready", lambda: http_ok(f"{url}/ready"), proc)
-        except RuntimeError as exc:
-            raise RuntimeError(f"{exc}; log: {(cell / 'server.log').read_text()[-1500:]}") from exc
-        return Server(name, port, proc, "nanogridata", downstream=self.vm, metrics_url=f"{url}/metrics")
+
+        def start() -> subprocess.Popen[bytes]:
+            proc = spawn(self.pin.on(0, cmd), cell / "server.log")
+            try:
+                wait_until(f"{name} /ready", lambda: http_ok(f"{url}/ready"), proc)
+            except RuntimeError as exc:
+                stop(proc)
+                raise RuntimeError(f"{exc}; log: {(cell / 'server.log').read_text()[-1500:]}") from exc
+            return proc
+
+        metrics_url = f"{url}/metrics"
+        return Server(name, port, start(), "nanogridata", self.vm, metrics_url, restart=start)
 
     def _mosquitto(self, cell: Path, port: int) -> Server:
         (cell / "db").mkdir()
@@ -308,8 +323,80 @@ def read_event(stream: IO[bytes]) -> dict[str, Any]:
     return event
 
 
+def vm_timestamps(vm_port: int, metric: str, device_regex: str) -> dict[str, set[int]]:
+    """{device: {timestamp ms}} of `metric` in VictoriaMetrics, after a flush of its buffers."""
+    base = f"http://127.0.0.1:{vm_port}"
+    urllib.request.urlopen(f"{base}/internal/force_flush", timeout=30).read()
+    query = urllib.parse.urlencode({"match[]": f'{metric}{{device=~"{device_regex}"}}'})
+    points: dict[str, set[int]] = {}
+    with urllib.request.urlopen(f"{base}/api/v1/export?{query}", timeout=120) as response:
+        for line in response:
+            if line.strip():
+                series = json.loads(line)
+                points.setdefault(series["metric"]["device"], set()).update(series["timestamps"])
+    return points
+
+
+def kill_cell(bench: Bench, loadgen: Path, server: str, scale: Scale) -> dict[str, Any]:
+    """kill-10k: SIGKILL in the middle of an open-loop 10,000/s window, a restart on the same
+    spool, then every frame ACKed OK before the kill looked up in VictoriaMetrics."""
+    prefix = bench.cell + 1  # this cell's number: its devices are <prefix>00001...
+    base = prefix * 100_000 + 1
+    acked_file = bench.work / f"acked{prefix}.json"
+    with bench.server(server) as srv:
+        assert srv.restart is not None and srv.metrics_url is not None
+        cmd = [str(loadgen), "-addr", f"127.0.0.1:{srv.port}", "-secret-file", str(bench.secret_file)]
+        cmd += loadgen_args("open-10k", scale, srv.proto, base)
+        cmd += ["-drain", "1", "-acked-out", str(acked_file)]  # after the kill nothing more comes
+        errlog = bench.work / f"loadgen{bench.cell}.err"
+        with open(errlog, "wb") as err_out:
+            gen = subprocess.Popen(bench.pin.on(1, cmd), stdout=subprocess.PIPE, stderr=err_out)
+        assert gen.stdout is not None
+        try:
+            read_event(gen.stdout)
+            time.sleep(scale.duration / 2)
+            srv.proc.kill()
+            srv.proc.wait()
+            read_event(gen.stdout)
+            out = gen.stdout.read()
+            gen.wait(timeout=60)
+        finally:
+            stop(gen)
+        report: dict[str, Any] = json.loads(out.decode().strip().splitlines()[-1])
+        t0 = time.monotonic()
+        srv.proc = srv.restart()
+        ready_s = time.monotonic() - t0
+        url = srv.metrics_url
+        wait_until("the spool drained", lambda: spool_backlog(url) == 0, srv.proc, timeout=DRAIN_TIMEOUT_S)
+        drained_s = time.monotonic() - t0
+    acked: dict[str, list[int]] = json.loads(acked_file.read_text())
+    found = vm_timestamps(bench.vm_port, KILLED_METRIC, f"{prefix}[0-9]{{5}}")
+    total = sum(len(ts) for ts in acked.values())
+    lost = sum(len(set(ts) - found.get(device, set())) for device, ts in acked.items())
+    return {
+        "server": server,
+        "scenario": "kill-10k",
+        "killed_after_s": scale.duration / 2,
+        "acked_ok_before_kill": total,
+        "found_in_collector": total - lost,
+        "lost": lost,
+        "restart_to_ready_s": round(ready_s, 2),
+        "restart_to_spool_drained_s": round(drained_s, 2),
+        "loadgen": report,
+    }
+
+
+def kill_line(cell: dict[str, Any]) -> str:
+    return (
+        f"{cell['server']} / kill-10k: SIGKILL after {cell['killed_after_s']:g} s of 10,000 frames/s; "
+        f"{cell['acked_ok_before_kill']:,} frames ACKed OK before it, {cell['found_in_collector']:,} of "
+        f"them in VictoriaMetrics after the restart, lost {cell['lost']}; restart to /ready "
+        f"{cell['restart_to_ready_s']} s, to an empty spool {cell['restart_to_spool_drained_s']} s"
+    )
+
+
 def run_cell(bench: Bench, loadgen: Path, server: str, scenario: str, scale: Scale) -> dict[str, Any]:
-    base = bench.cell * 100_000 + 1  # devices distinct across cells: no replay window or series overlap
+    base = (bench.cell + 1) * 100_000 + 1  # devices distinct across cells: no replay window or series overlap
     with bench.server(server) as srv:
         cmd = [str(loadgen), "-addr", f"127.0.0.1:{srv.port}", "-secret-file", str(bench.secret_file)]
         cmd += loadgen_args(scenario, scale, srv.proto, base)
@@ -500,6 +587,7 @@ def main() -> int:
         "loadavg_start": loadavg(),
     }
     cells: list[dict[str, Any]] = []
+    kills: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory(prefix="ngd-bench-") as tmp:
         work = Path(tmp)
         loadgen = args.loadgen or build_loadgen(work)
@@ -510,9 +598,15 @@ def main() -> int:
             bench = Bench(work, pin, keygen(), vm, vm_port)
             for server in servers:
                 for scenario in scenarios:
+                    if scenario == "kill-10k" and not server.startswith("gateway"):
+                        continue
                     log(f"{server} / {scenario} [load {loadavg()}]")
                     try:
-                        cells.append(run_cell(bench, loadgen, server, scenario, scale))
+                        if scenario == "kill-10k":
+                            kills.append(kill_cell(bench, loadgen, server, scale))
+                            log(f"  {kill_line(kills[-1])}")
+                        else:
+                            cells.append(run_cell(bench, loadgen, server, scenario, scale))
                     except (RuntimeError, subprocess.TimeoutExpired, json.JSONDecodeError) as exc:
                         log(f"  failed: {exc}")
                         results.setdefault("failed", []).append(f"{server}/{scenario}: {exc}")
@@ -520,12 +614,18 @@ def main() -> int:
             stop(vm, signal.SIGINT)
     results["loadavg_end"] = loadavg()
     results["cells"] = cells
+    results["kills"] = kills
     pinned = "server on CPU 0, load generator on CPU 1" if pin.enabled else "not pinned"
     print(
         f"{os.cpu_count()} CPUs, {pinned}; "
         f"load average {results['loadavg_start']} at the start, {results['loadavg_end']} at the end"
     )
-    print(table(cells))
+    if cells:
+        print(table(cells))
+    for kill in kills:
+        print(kill_line(kill))
+    if any(kill["lost"] for kill in kills):
+        results.setdefault("failed", []).append("acknowledged frames lost after a kill -9 (above)")
     if args.json:
         args.json.write_text(json.dumps(results, indent=1))
     return 1 if results.get("failed") else 0

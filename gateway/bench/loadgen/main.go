@@ -49,6 +49,7 @@ type config struct {
 	secret         []byte
 	echoReply      int
 	connectPar     int
+	ackedOut       string
 }
 
 const maxDuration = 600 * time.Second
@@ -78,6 +79,8 @@ func parseFlags(args []string) (config, error) {
 	fs.StringVar(&secretFile, "secret-file", "", "file holding the master secret, hex (instead of -secret-hex)")
 	fs.IntVar(&c.echoReply, "echo-reply", 42, "echo: bytes the server answers per frame")
 	fs.IntVar(&c.connectPar, "connect-parallel", 200, "connects in progress at once")
+	fs.StringVar(&c.ackedOut, "acked-out", "", "nanogridata: write the timestamps of the frames ACKed OK here, "+
+		"one JSON object {device: [ms, ...]}: what the collector must hold (the 0-lost check)")
 	if err := fs.Parse(args); err != nil {
 		return c, err
 	}
@@ -126,6 +129,8 @@ func parseFlags(args []string) (config, error) {
 		return c, errors.New("-payload: 0 to 1024")
 	case c.echoReply < 1:
 		return c, errors.New("-echo-reply: at least 1")
+	case c.ackedOut != "" && c.proto != "nanogridata":
+		return c, errors.New("-acked-out: nanogridata only")
 	}
 	return c, nil
 }
@@ -139,6 +144,13 @@ func now() int64 { return int64(time.Since(epoch)) }
 type counts struct {
 	ok, duplicate, busy, stale, invalid, badTag, badAck, unexpected, ackedInWindow int64
 	latencies                                                                      []int64
+	okTimestamps                                                                   []uint64 // -acked-out
+}
+
+// sent frame awaiting its answer.
+type pendingFrame struct {
+	intended int64  // when it was due (latency counts from here)
+	ts       uint64 // its timestamp (ms): the collector's point
 }
 
 type conn struct {
@@ -151,7 +163,7 @@ type conn struct {
 	topic    string
 	credits  chan struct{}
 	mu       sync.Mutex
-	pending  map[uint32]int64 // ack id (seq; MQTT packet id) -> intended send time
+	pending  map[uint32]pendingFrame // ack id (seq; MQTT packet id) -> the frame
 	nextSeq  uint32
 	lastTs   uint64
 	sent     int64
@@ -171,7 +183,7 @@ type run struct {
 func (r *run) newConn(i int) (*conn, error) {
 	cfg := &r.cfg
 	c := &conn{cfg: cfg, index: i, device: cfg.deviceBase + uint32(i), nextSeq: cfg.seqStart,
-		pending: make(map[uint32]int64), echoNext: cfg.seqStart}
+		pending: make(map[uint32]pendingFrame), echoNext: cfg.seqStart}
 	c.topic = fmt.Sprintf("ngd/%d", c.device)
 	if cfg.proto == "nanogridata" || cfg.proto == "echo" {
 		var key []byte
@@ -238,13 +250,14 @@ func (c *conn) appendFrame(buf []byte, intended int64) []byte {
 	c.nextSeq++
 	c.sent++
 	id := seq
+	var ts uint64
 	if c.cfg.proto == "mqtt" {
 		id = seq%65535 + 1
 		buf = AppendMQTTPublish(buf, c.topic, uint16(id), c.payload)
 	} else {
 		// Distinct timestamps per device: the collector (VictoriaMetrics with
 		// -dedup.minScrapeInterval=1ms) keeps one sample per series and millisecond.
-		ts := uint64(time.Now().UnixMilli())
+		ts = uint64(time.Now().UnixMilli())
 		if ts <= c.lastTs {
 			ts = c.lastTs + 1
 		}
@@ -252,7 +265,7 @@ func (c *conn) appendFrame(buf []byte, intended int64) []byte {
 		buf = c.tx.AppendFrame(buf, seq, ts, c.payload)
 	}
 	c.mu.Lock()
-	c.pending[id] = intended
+	c.pending[id] = pendingFrame{intended: intended, ts: ts}
 	c.mu.Unlock()
 	return buf
 }
@@ -373,7 +386,7 @@ func (c *conn) read(r *run) {
 		}
 		t := now()
 		c.mu.Lock()
-		sentAt, known := c.pending[id]
+		frame, known := c.pending[id]
 		if known {
 			delete(c.pending, id)
 		}
@@ -386,6 +399,9 @@ func (c *conn) read(r *run) {
 		switch status {
 		case statusOK:
 			c.counts.ok++
+			if c.cfg.ackedOut != "" {
+				c.counts.okTimestamps = append(c.counts.okTimestamps, frame.ts)
+			}
 		case statusDuplicate:
 			c.counts.duplicate++
 		case statusBusy:
@@ -396,7 +412,7 @@ func (c *conn) read(r *run) {
 			c.counts.invalid++
 		}
 		if status == statusOK || status == statusDuplicate {
-			c.counts.latencies = append(c.counts.latencies, t-sentAt)
+			c.counts.latencies = append(c.counts.latencies, t-frame.intended)
 			if t < r.windowEnd.Load() {
 				c.counts.ackedInWindow++
 			}
@@ -553,6 +569,12 @@ func (r *run) execute() map[string]any {
 			readErrors++
 		}
 	}
+	if cfg.ackedOut != "" {
+		if err := writeAcked(cfg.ackedOut, conns); err != nil {
+			fmt.Fprintln(os.Stderr, "loadgen: -acked-out:", err)
+			report["acked_out_error"] = err.Error()
+		}
+	}
 	sort.Slice(total.latencies, func(i, j int) bool { return total.latencies[i] < total.latencies[j] })
 	lat := total.latencies
 	acked := total.ok + total.duplicate
@@ -584,6 +606,21 @@ func (r *run) execute() map[string]any {
 		report["loadgen_cpu_us_per_frame"] = cpuWindow / float64(total.ackedInWindow) * 1e6
 	}
 	return report
+}
+
+// writeAcked writes {device: [timestamp ms of each frame ACKed OK]} to path.
+func writeAcked(path string, conns []*conn) error {
+	acked := make(map[string][]uint64, len(conns))
+	for _, c := range conns {
+		if len(c.counts.okTimestamps) > 0 {
+			acked[strconv.FormatUint(uint64(c.device), 10)] = c.counts.okTimestamps
+		}
+	}
+	data, err := json.Marshal(acked)
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(path, data, 0o644)
 }
 
 func main() {
