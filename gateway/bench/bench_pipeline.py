@@ -376,6 +376,7 @@ def kill_cell(bench: Bench, loadgen: Path, server: str, scale: Scale) -> dict[st
     return {
         "server": server,
         "scenario": "kill-10k",
+        "rate_per_s": scale.rates[0],
         "killed_after_s": scale.duration / 2,
         "acked_ok_before_kill": total,
         "found_in_collector": total - lost,
@@ -388,7 +389,8 @@ def kill_cell(bench: Bench, loadgen: Path, server: str, scale: Scale) -> dict[st
 
 def kill_line(cell: dict[str, Any]) -> str:
     return (
-        f"{cell['server']} / kill-10k: SIGKILL after {cell['killed_after_s']:g} s of 10,000 frames/s; "
+        f"{cell['server']} / kill-10k: SIGKILL after {cell['killed_after_s']:g} s of "
+        f"{cell['rate_per_s']:,.0f} frames/s; "
         f"{cell['acked_ok_before_kill']:,} frames ACKed OK before it, {cell['found_in_collector']:,} of "
         f"them in VictoriaMetrics after the restart, lost {cell['lost']}; restart to /ready "
         f"{cell['restart_to_ready_s']} s, to an empty spool {cell['restart_to_spool_drained_s']} s"
