@@ -33,4 +33,9 @@ timeout 900 pytest -p no:cacheprovider --basetemp "$basetemp" --durations=5 -m i
 log "bench_pipeline.py --quick --servers echo (smoke)"
 timeout 120 python3 bench/bench_pipeline.py --quick --servers echo --no-pin \
   || die "the benchmark smoke run failed"
+# And its loss check against the deployed gateway: SIGKILL mid-window, restart on the same spool,
+# every frame ACKed OK before the kill must reach VictoriaMetrics (a loss fails it).
+log "bench_pipeline.py --quick --servers gateway --scenarios kill-10k (0 acknowledged frames lost)"
+timeout 300 python3 bench/bench_pipeline.py --quick --servers gateway --scenarios kill-10k --no-pin \
+  || die "the benchmark's kill -9 loss check failed"
 ok "gateway integration tests passed"
