@@ -453,8 +453,19 @@ PY
   # Whole again: no critical alert firing (the deploy gate's own question).
   python3 "$OP/scripts/ops/alerts.py" --inventory "$INV" --port "$AM_PORT" --vault-password-file "$VAULT_PASS" \
     --severity critical
-  log "recorded by the receiver: $(wc -l <"$WEBHOOKS") notifications ($(python3 -c 'import collections, json, sys
-print(", ".join(f"{p} {n}" for p, n in sorted(collections.Counter(json.loads(l)["path"] for l in open(sys.argv[1])).items())))' "$WEBHOOKS"))"
+  # What each receiver got: webhook payloads list their alerts, the chat's (Slack) payloads title them.
+  python3 - "$WEBHOOKS" <<'PY'
+import collections, json, sys
+seen = collections.defaultdict(collections.Counter)
+for line in open(sys.argv[1]):
+    entry = json.loads(line)
+    body = entry.get("body") or {}
+    names = [f"{a['labels'].get('alertname')} {a['status']}" for a in body.get("alerts", [])]
+    names += [a.get("title", "?") for a in body.get("attachments", [])]
+    seen[entry["path"]].update(names or ["(no alert)"])
+for path, names in sorted(seen.items()):
+    print(f"recorded at {path}: " + ", ".join(f"{n} x{c}" for n, c in sorted(names.items())))
+PY
 }
 ((DRILL == 0)) || timed "pager: NodeDown delivered firing and resolved" pager
 
