@@ -9,7 +9,9 @@
 #   3. the twin (--docker-hosts LAB --public-subnet CIDR); its endpoint must be loopback or on the
 #      network this script had it create: a misconfigured run never reaches api.hetzner.cloud
 #   4. README "Production in five steps", steps 1-2, as a user does them: the tfvars from the example
-#      (key, admin and device networks), the vault from its example (encrypted), the runbook URL
+#      (key, admin and device networks), the vault from its example (encrypted), the runbook URL;
+#      the vault's pager, dead-man and chat URLs point at a webhook receiver that stands for them
+#      (scripts/ops/webhook_receiver.py on the operator's address, recording what arrives)
 #   5. deploy.sh production --yes: tofu init/plan/apply, bridge, SSH, site.yml, testinfra, probe,
 #      the Alertmanager gate (asked from the second run on)
 #   6. deploy.sh production --yes again: converges, nothing changes (tofu plan clean, 0 changed tasks)
@@ -17,11 +19,21 @@
 #   7. a new release (the operator's next commit): deploy.sh production rolls it out
 #   8. rollback.sh production: back to the first release
 #   9. rollback.sh production again: stays on it (the bad release is not re-deployed)
-#   With --drill (not yet passing: the drill's Alertmanager gate finds ClockNotSynchronised, the
-#   twin's hosts having no NTP, and AlertmanagerNotificationsFailing, the receivers pointing at a
-#   closed port until a webhook receiver stands for the pager): the operator's key in an ssh-agent
-#   (the drill's SSH is pyinfra's, which reads no ssh config), then README step 5: drill.sh
-#   keepalived-stop --env production --yes, whose report must show every target met.
+#   Unless --no-drill:
+#   D. an Alertmanager silence of ClockNotSynchronised (amtool on the monitoring host, with a comment
+#      saying why), as an operator silences a known false alarm: the twin's hosts are containers
+#      sharing this machine's kernel clock, which no NTP daemon disciplines here, so node_exporter
+#      rightly reports it unsynchronised (a real Hetzner server runs chrony; this is the one alert
+#      the twin raises that production would not). Then the operator's key in an ssh-agent (the
+#      drill's SSH is pyinfra's, which reads no ssh config) and README step 5: drill.sh
+#      keepalived-stop --env production --yes, whose report must show every target met.
+#   P. the pager: the dead-man receiver has the Watchdog heartbeat; a real critical condition on
+#      the collector (its node_exporter and VictoriaMetrics stopped: Prometheus can scrape nothing
+#      there, NodeDown) must reach the pager receiver firing, with env/instance labels and a
+#      runbook_url of ngd_runbook_base_url plus an anchor docs/runbooks/alerts.md has; then healed,
+#      the resolved notification must arrive and no critical alert may remain (the deploy gate's
+#      question). Its time is mostly Alertmanager's own: NodeDown's `for: 1m`, then the pager
+#      route's group_interval (5m) before the resolved notification.
 #   After 5 and 7-9, every gateway's running process must report the expected release
 #   (nanogridata_build_info on its /metrics, read over SSH): exit codes alone prove nothing.
 #  10. decommission as terraform/README.md says: delete_protection = false, apply, tofu destroy;
@@ -30,7 +42,8 @@
 # kept on failure (its logs/) unless --clean.
 #
 # Usage: scripts/rehearsal.sh [--lab NAME] [--private-subnet CIDR] [--public-subnet CIDR] [--clean]
-#                             [--releases] [--drill]
+#                             [--releases] [--no-drill]
+#        (--no-drill skips D and P; --drill, their default, is still accepted)
 #        scripts/rehearsal.sh --cleanup   (only step 1: remove a killed run's containers/networks)
 # Environment: NGD_REHEARSAL_LAB (reh), NGD_REHEARSAL_PRIVATE_SUBNET (172.30.74.0/24),
 # NGD_REHEARSAL_PUBLIC_SUBNET (172.30.75.0/24).
@@ -42,7 +55,7 @@ help_from_header "$@"
 LAB="${NGD_REHEARSAL_LAB:-reh}"
 PRIVATE_SUBNET="${NGD_REHEARSAL_PRIVATE_SUBNET:-172.30.74.0/24}"
 PUBLIC_SUBNET="${NGD_REHEARSAL_PUBLIC_SUBNET:-172.30.75.0/24}"
-CLEANUP_ONLY=0 KEEP_ON_FAILURE=1 RELEASES=0 DRILL=0
+CLEANUP_ONLY=0 KEEP_ON_FAILURE=1 RELEASES=0 DRILL=1
 while (($#)); do
   case "$1" in
     --lab) LAB="${2:?--lab needs a name}"; shift 2 ;;
@@ -52,6 +65,7 @@ while (($#)); do
     --clean) KEEP_ON_FAILURE=0; shift ;;
     --releases) RELEASES=1; shift ;;
     --drill) DRILL=1; shift ;;
+    --no-drill) DRILL=0; shift ;;
     *) die "unknown argument: $1 (see --help)" ;;
   esac
 done
@@ -132,6 +146,7 @@ cleanup() {
     kill -KILL "$TWIN_PID" 2>/dev/null || true
   fi
   [[ -z "${SSH_AGENT_PID:-}" ]] || kill "$SSH_AGENT_PID" 2>/dev/null || true
+  [[ -z "${RECEIVER_PID:-}" ]] || kill "$RECEIVER_PID" 2>/dev/null || true
   remove_leftovers || true
   print_timings "$rc"
   if ((rc == 0 || KEEP_ON_FAILURE == 0)); then
@@ -210,6 +225,24 @@ chmod +x "$WORK/bin/ssh"
 export PATH="$WORK/bin:$PATH"
 
 # --- 4. README, Production in five steps, steps 1 and 2 ----------------------------------------
+# The pager, the dead man's switch and the chat: one webhook receiver on the operator's address (any
+# free port), recording every POST in $WORK/webhooks.jsonl. Nobody real is paged from here.
+RECEIVER_PID="" RECEIVER_URL="" WEBHOOKS="$WORK/webhooks.jsonl"
+RECEIVER="$REPO_ROOT/scripts/ops/webhook_receiver.py"
+start_receiver() {
+  python3 "$RECEIVER" serve --listen "$OPERATOR_IP:0" --record "$WEBHOOKS" \
+    >"$WORK/receiver.out" 2>"$WORK/receiver.err" &
+  RECEIVER_PID=$!
+  local deadline=$((SECONDS + 60))
+  until grep -q '"url"' "$WORK/receiver.out" 2>/dev/null; do
+    kill -0 "$RECEIVER_PID" 2>/dev/null || { cat "$WORK/receiver.err" >&2; die "the webhook receiver exited"; }
+    ((SECONDS < deadline)) || die "the webhook receiver did not listen within 60 s"
+    sleep 0.2
+  done
+  RECEIVER_URL=$(python3 -c 'import json,sys; print(json.loads(open(sys.argv[1]).readline())["url"])' "$WORK/receiver.out")
+}
+start_receiver
+ok "pager, dead man's switch and chat: $RECEIVER_URL/{pager,deadman,chat} (recorded in $WEBHOOKS)"
 TFDIR="$OP/terraform/environments/production"
 GV="$OP/ansible/inventories/production/group_vars/all"
 VAULT_PASS="$WORK/vault-password"
@@ -233,10 +266,10 @@ open(path, "w").write(text)
 PY
   printf '%s\n' "$(python3 -c 'import secrets; print(secrets.token_urlsafe(24))')" >"$VAULT_PASS"
   chmod 600 "$VAULT_PASS"
-  # Every secret placeholder gets its own `nanogridata-gateway keygen`; receivers on the docker
-  # host's public address (our own network): nothing is paged from here.
+  # Every secret placeholder gets its own `nanogridata-gateway keygen`; receivers: the webhook
+  # receiver on the docker host's public address (our own network).
   python3 - "$GV/vault.yml.example" "$GV/vault.yml" "$HCLOUD_TOKEN" \
-    "http://$OPERATOR_IP:9/pager" "http://$OPERATOR_IP:9/deadman" "http://$OPERATOR_IP:9/chat" <<'PY'
+    "$RECEIVER_URL/pager" "$RECEIVER_URL/deadman" "$RECEIVER_URL/chat" <<'PY'
 import subprocess, sys
 src, dst, token, pager, deadman, chat = sys.argv[1:]
 text = open(src).read()
@@ -355,7 +388,86 @@ drill() {  # README, Production in five steps, step 5
   (cd "$OP" && ./scripts/drill.sh keepalived-stop --env production --yes) | tee "$WORK/drill.log" || return 1
   grep -q 'keepalived-stop' "$WORK/drill.log" || { warn "the drill printed no report"; return 1; }
 }
-((DRILL == 0)) || timed "drill.sh keepalived-stop --env production" drill
+ad_hoc() {  # ad_hoc PATTERN ARGS...: ansible ad-hoc over SSH with the inventory's host keys
+  local pattern=$1
+  shift
+  (cd "$OP/ansible" && ANSIBLE_CONFIG="$OP/ansible/ansible.cfg" ANSIBLE_VAULT_PASSWORD_FILE="$VAULT_PASS" \
+    ansible "$pattern" -i "$INV" "$@")
+}
+AM_PORT=$(python3 -c 'import sys, yaml; print(yaml.safe_load(open(sys.argv[1]))["ngd_alertmanager_port"])' \
+  "$OP/ansible/group_vars/all/ports.yml")
+silence_clock() {  # what an operator does with a known false alarm: silence it, saying why
+  ad_hoc monitoring -o -m ansible.builtin.command -a "amtool --alertmanager.url=http://127.0.0.1:$AM_PORT \
+silence add alertname=ClockNotSynchronised --duration=3h --author=rehearsal \
+--comment='production rehearsal: the twin hosts are containers sharing the CI machine kernel clock, \
+which no NTP daemon disciplines there; real servers run chrony'" | tee "$WORK/silence.log"
+  grep -q 'CHANGED\|SUCCESS' "$WORK/silence.log" || { warn "amtool silence add failed (above)"; return 1; }
+}
+if ((DRILL)); then
+  timed "Alertmanager silence: ClockNotSynchronised (twin)" silence_clock
+  timed "drill.sh keepalived-stop --env production" drill
+fi
+
+# --- P. the pager: a real alert, delivered --------------------------------------------------------
+received() {  # received PATH STATUS LABEL=VALUE...: wait until the receiver recorded that alert
+  local path=$1 status=$2 label args=()
+  shift 2
+  for label in "$@"; do args+=(--label "$label"); done
+  python3 "$RECEIVER" wait --record "$WEBHOOKS" --path "$path" --status "$status" --timeout 600 "${args[@]}"
+}
+collector_services() {  # collector_services stop|start: every scrape target on the collector
+  ad_hoc collectors -o -m ansible.builtin.command -a "systemctl $1 prometheus-node-exporter victoria-metrics" \
+    || { warn "could not $1 the collector's services"; return 1; }
+}
+pager() {
+  local collector fired t0=$SECONDS
+  received /deadman firing alertname=Watchdog env=production >/dev/null || return 1
+  ok "dead man's switch: Watchdog heartbeat received"
+  collector=$(ad_hoc collectors --list-hosts | awk 'NR > 1 {print $1; exit}')
+  [[ -n "$collector" ]] || { warn "no host in the collectors group"; return 1; }
+  log "stopping the scrape targets of $collector: NodeDown must page"
+  collector_services stop
+  if ! fired=$(received /pager firing alertname=NodeDown env=production "instance=$collector" severity=critical); then
+    collector_services start || true
+    return 1
+  fi
+  ok "paged after $((SECONDS - t0))s: $fired"
+  collector_services start
+  python3 - "$fired" "$(sed -nE 's/^ngd_runbook_base_url: "([^"]+)".*/\1/p' "$GV/main.yml")" \
+    "$OP/docs/runbooks/alerts.md" "$OP/prometheus/tools" <<'PY' || return 1
+import json, sys
+fired, base, runbooks, tools = sys.argv[1:]
+sys.path.insert(0, tools)
+from check_rules import heading_anchors
+notification = json.loads(fired)
+url = notification["alert"]["annotations"].get("runbook_url", "")
+page, _, anchor = url.partition("#")
+if notification["receiver"] != "pager":
+    sys.exit(f"NodeDown went to the {notification['receiver']} receiver, not the pager")
+if page != base or anchor not in heading_anchors(open(runbooks).read()):
+    sys.exit(f"runbook_url {url!r}: not {base}#<a heading of docs/runbooks/alerts.md>")
+print(f"runbook link: {url}")
+PY
+  received /pager resolved alertname=NodeDown env=production "instance=$collector" >/dev/null || return 1
+  ok "resolved notification received $((SECONDS - t0))s after the fault"
+  # Whole again: no critical alert firing (the deploy gate's own question).
+  python3 "$OP/scripts/ops/alerts.py" --inventory "$INV" --port "$AM_PORT" --vault-password-file "$VAULT_PASS" \
+    --severity critical
+  # What each receiver got: webhook payloads list their alerts, the chat's (Slack) payloads title them.
+  python3 - "$WEBHOOKS" <<'PY'
+import collections, json, sys
+seen = collections.defaultdict(collections.Counter)
+for line in open(sys.argv[1]):
+    entry = json.loads(line)
+    body = entry.get("body") or {}
+    names = [f"{a['labels'].get('alertname')} {a['status']}" for a in body.get("alerts", [])]
+    names += [a.get("title", "?") for a in body.get("attachments", [])]
+    seen[entry["path"]].update(names or ["(no alert)"])
+for path, names in sorted(seen.items()):
+    print(f"recorded at {path}: " + ", ".join(f"{n} x{c}" for n, c in sorted(names.items())))
+PY
+}
+((DRILL == 0)) || timed "pager: NodeDown delivered firing and resolved" pager
 
 # --- 10. decommission ----------------------------------------------------------------------------
 decommission() {
