@@ -8,6 +8,7 @@
 #      age key from ngd_backup_age_recipients; the off-host copy on the store host): the gateway's
 #      MANIFEST shows an integrity-checked spool holding the frames and its secrets encrypted, the
 #      off-host copy matches, and no secret of the vault is anywhere in the backup in clear
+#      then M more frames to that gateway: acknowledged after the backup, they are the RPO window
 #   3. the gateway's server is lost (its container and disk removed); from here the RTO runs:
 #      docs/runbooks/disaster-recovery.md step by step: its alerts silenced on the monitoring
 #      host, the server's delete protection lifted, `tofu apply -replace` makes a new server,
@@ -17,7 +18,9 @@
 #   4. checks: the N frames reach the collector from the restored spool (0 lost), sent again to the
 #      restored gateway they are refused as duplicates (replay state back), its secrets are the
 #      backed-up ones (decrypted from the backup); then the silence is expired
-# Prints its step timings, the RTO and the backup's figures; writes the timings to WORK/timings.txt.
+# Prints its step timings, the RTO, the RPO window (how many of the M frames came back: none is
+# expected, they were only on the lost server) and the backup's figures; writes the timings to
+# WORK/timings.txt.
 #
 # Usage: scripts/ops/rehearsal_dr.sh --checkout DIR --lab NAME --identity FILE --work DIR [--host GW]
 #   --checkout  the operator's checkout the rehearsal deployed production from
@@ -62,7 +65,7 @@ VM_PORT=$(port ngd_victoriametrics_port)
 METRICS_PORT=$(port ngd_gateway_metrics_port)
 AM_PORT=$(port ngd_alertmanager_port)
 SIM=/opt/nanogridata/gateway/current/venv/bin/nanogridata-sim
-FRAMES=20
+FRAMES=20 LATE_FRAMES=5
 
 declare -a TIMINGS=()
 step_t0=0
@@ -155,6 +158,10 @@ PY
 rm -f "$WORK/vault.plain"
 ok "backup $STAMP: $(du -sh "$BACKUP" | cut -f1), $GW's spool snapshot holds $records records, secrets encrypted, off-host copy on mon"
 done_step "backup.sh production (off-host copy on mon)"
+# The RPO window: acknowledged after the backup and never delivered, these go with the server.
+late=$(sim "$GW" --devices 1 --device-base "$((DEVICE + 1))" --seq-start "$SEQ" --max-frames "$LATE_FRAMES" --rate 20 --duration 10 --drain 10) \
+  || die "the simulator on $GW failed"
+sim_all_acked "$late" "$LATE_FRAMES" || die "frames to $GW after the backup: $late"
 
 # --- 3. the server is lost; the runbook brings it back ------------------------------------------------
 SURVIVOR=$(on gateways "readlink /opt/nanogridata/gateway/current" | sed -n "s|.*/||p" | sort -u)
@@ -212,6 +219,7 @@ again=$(sim "$GW" --devices 1 --device-base "$DEVICE" --seq-start "$SEQ" --max-f
   || die "the simulator on the restored $GW failed"
 sim_all_refused "$again" "$FRAMES" || die "after the restore of $GW"
 ok "the old frames sent again to the restored $GW are refused as duplicates"
+late_at_sink=$(vm_points "$((DEVICE + 1))" "$((T0 - 600))") || die "could not ask the collector"
 [[ "$(on "$GW" "sha256sum /etc/nanogridata/secrets.toml" | cut -d' ' -f1)" == "$SECRETS_SUM" ]] \
   || die "$GW's secrets are not the backed-up ones"
 # Runbook step 4: the silence goes.
@@ -222,4 +230,6 @@ done_step "checks: frames at the sink, duplicates, secrets"
 banner "disaster recovery of $GW"
 printf '%s\n' "${TIMINGS[@]}"
 printf '  %-50s %5ds  (from the loss to both gateways ready)\n' "RTO" "$RTO" | tee -a "$WORK/timings.txt"
+printf '  RPO window: %d frames acknowledged by %s after the backup, its sink blocked: %d of them at the sink after the restore\n' \
+  "$LATE_FRAMES" "$GW" "$late_at_sink"
 printf '  backup %s: %s, %s records in %s'"'"'s spool snapshot\n' "$STAMP" "$(du -sh "$BACKUP" | cut -f1)" "$records" "$GW"
