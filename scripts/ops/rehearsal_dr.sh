@@ -76,7 +76,8 @@ done_step() {
 }
 : >"$WORK/timings.txt"
 
-# on HOST CMD: CMD as root on one host of the inventory (the deploy's SSH and host keys); its output.
+# on HOST CMD: CMD as root on one host of the inventory (the deploy's SSH and host keys); its output
+# (ansible appends CMD's stderr to its stdout: keep stderr out of what is parsed).
 on() {
   local out
   out=$(cd "$OP/ansible" && ANSIBLE_CONFIG="$OP/ansible/ansible.cfg" ANSIBLE_VAULT_PASSWORD_FILE="$NGD_VAULT_PASSWORD_FILE" \
@@ -90,7 +91,7 @@ sim() {
   local host=$1
   shift
   local out
-  out=$(on "$host" "$SIM -c /etc/nanogridata/gateway.toml --host 127.0.0.1 --port $DEVICE_PORT --model 0x10 --json $*") || return 1
+  out=$(on "$host" "$SIM -c /etc/nanogridata/gateway.toml --host 127.0.0.1 --port $DEVICE_PORT --model 0x10 --json $* 2>>/var/tmp/ngd-rehearsal-sim.err") || return 1
   sim_report "$out"
 }
 vm_points() {  # vm_points DEVICE START: the collector's pressure points of DEVICE since START
