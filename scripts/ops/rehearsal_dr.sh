@@ -165,7 +165,7 @@ late=$(sim "$GW" --devices 1 --device-base "$((DEVICE + 1))" --seq-start "$SEQ" 
 sim_all_acked "$late" "$LATE_FRAMES" || die "frames to $GW after the backup: $late"
 
 # --- 3. the server is lost; the runbook brings it back ------------------------------------------------
-SURVIVOR=$(on gateways "readlink /opt/nanogridata/gateway/current" | sed -n "s|.*/||p" | sort -u)
+SURVIVOR=$(on gateways "readlink -f /opt/nanogridata/gateway/current" | sed -n "s|.*/||p" | sort -u)
 [[ -n "$SURVIVOR" && "$SURVIVOR" != *$'\n'* ]] || die "the gateways do not run one release: $SURVIVOR"
 container=$(gw_container)
 [[ -n "$container" ]] || die "no container of $GW labelled io.nanogridata.lab=$LAB"
