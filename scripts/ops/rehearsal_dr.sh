@@ -205,7 +205,7 @@ until both_ready; do
   sleep 2
 done
 RTO=$((SECONDS - T_LOSS))
-done_step "runbook 3: restore.sh --host $GW, both gateways ready"
+done_step "runbook 3: restore.sh --host $GW, both ready"
 ok "RTO: ${RTO}s from the loss of $GW to both gateways ready (restored)"
 
 # --- 4. what came back ---------------------------------------------------------------------------------
