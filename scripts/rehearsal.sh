@@ -36,6 +36,10 @@
 #      route's group_interval (5m) before the resolved notification.
 #   After 5 and 7-9, every gateway's running process must report the expected release
 #   (nanogridata_build_info on its /metrics, read over SSH): exit codes alone prove nothing.
+#   9b. disaster recovery (scripts/ops/rehearsal_dr.sh): backup.sh production (off-host copy; the
+#      secrets encrypted to the operator's age key, set up as README says), gw-b's server lost,
+#      docs/runbooks/disaster-recovery.md (tofu apply -replace, deploy.sh, restore.sh --identity):
+#      the RTO printed; frames only gw-b held, its replay state and its secrets are back
 #  10. decommission as terraform/README.md says: delete_protection = false, apply, tofu destroy;
 #      the twin must be empty
 # Prints per-step timings. The twin and its hosts go on exit (also after a failure); the copy is
@@ -120,6 +124,7 @@ require_cmd ssh-keygen "install openssh-client"
 source "$REPO_ROOT/scripts/lib/toolenv.sh"
 toolenv_activate
 require_cmd ansible-vault "the tool venv should provide it"
+require_cmd age-keygen "apt-get install age (README: backups encrypt the secrets with age)"
 
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/ngd-rehearsal-$LAB.XXXXXX")
 TWIN_PID=""
@@ -246,6 +251,7 @@ ok "pager, dead man's switch and chat: $RECEIVER_URL/{pager,deadman,chat} (recor
 TFDIR="$OP/terraform/environments/production"
 GV="$OP/ansible/inventories/production/group_vars/all"
 VAULT_PASS="$WORK/vault-password"
+AGE_KEY="$WORK/age-key.txt"  # the operator's backup key (README: ngd_backup_age_recipients)
 readme_steps() {
   cp "$TFDIR/production.tfvars.example" "$TFDIR/production.tfvars"
   python3 - "$TFDIR/production.tfvars" "$(cat "$WORK/id_ed25519.pub")" "$OPERATOR_IP/32" "$PRIVATE_SUBNET" <<'PY'
@@ -298,6 +304,11 @@ PY
   # (and tests reach nothing outside our own networks). Nothing else differs.
   printf '%s\n' "" "# The rehearsal's hosts have no internet: no NTP pool, no Grafana repository." \
     "common_chrony_enabled: false" "grafana_install_package: false" >>"$GV/main.yml"
+  # README: an age public key in ngd_backup_age_recipients, or the secrets stay out of backups;
+  # the private key stays with the operator, never on a host.
+  age-keygen -o "$AGE_KEY" 2>/dev/null
+  printf '%s\n' "" "# Backups: the secrets in them are encrypted to the operator's age key." \
+    "ngd_backup_age_recipients: [\"$(age-keygen -y "$AGE_KEY")\"]" >>"$GV/main.yml"
   # README: the settings and the encrypted vault are committed (deploy.sh deploys a clean tree).
   git -C "$OP" add "$GV/vault.yml" "$GV/main.yml"
   git -C "$OP" -c user.name=operator -c user.email=operator@example.invalid commit -q -m "production settings"
@@ -468,6 +479,16 @@ for path, names in sorted(seen.items()):
 PY
 }
 ((DRILL == 0)) || timed "pager: NodeDown delivered firing and resolved" pager
+
+# --- 9b. disaster recovery: backup, a gateway lost, a new server from OpenTofu, restore -----------
+# scripts/ops/rehearsal_dr.sh: backup.sh production (off-host copy), gw-b's server lost, the
+# disaster-recovery runbook (tofu apply -replace, deploy.sh, restore.sh), the RTO measured; frames
+# only gw-b held come back from its spool, its replay state and secrets too.
+disaster_recovery() {
+  "$REPO_ROOT/scripts/ops/rehearsal_dr.sh" --checkout "$OP" --lab "$LAB" --identity "$AGE_KEY" --work "$WORK/dr"
+}
+timed "backup, gw-b lost, new server, restore (RTO)" disaster_recovery
+mapfile -t -O "${#TIMINGS[@]}" TIMINGS <"$WORK/dr/timings.txt"
 
 # --- 10. decommission ----------------------------------------------------------------------------
 decommission() {

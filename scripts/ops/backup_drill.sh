@@ -20,6 +20,7 @@ help_from_header "$@"
 (($# == 0)) || { echo "ERROR: unexpected argument: $1 (see --help)" >&2; exit 2; }
 source "$REPO_ROOT/scripts/lib/toolenv.sh"
 source "$REPO_ROOT/scripts/ops/lib.sh"
+source "$REPO_ROOT/scripts/ops/backup_checks.sh"
 cd "$REPO_ROOT"
 
 LAB_SH="$REPO_ROOT/scripts/lab.sh"
@@ -67,8 +68,7 @@ T_DRILL=$(date +%s)
 # --- a replay reference: frames whose replay marks must come back ---------------------------------
 REPLAY_DEVICE=$((1000000 + T_DRILL % 1000000)) REPLAY_SEQ=$T_DRILL
 first=$(sim --devices 1 --device-base "$REPLAY_DEVICE" --seq-start "$REPLAY_SEQ" --max-frames 3 --rate 10 --duration 5)
-python3 -c 'import json,sys; r=json.loads(sys.argv[1]); sys.exit(0 if r["acked_ok"] == 3 and r["lost"] == 0 else 1)' "$first" \
-  || fail "the reference frames were not all accepted: $first"
+sim_all_acked "$first" 3 || fail "the reference frames were not all accepted: $first"
 
 # --- 1. backup under write load -----------------------------------------------------------------
 # Each run: 5 devices of its own (ids BASE+run*10 ..+4), 25 frames/s for 4 s, then its report and
@@ -107,8 +107,7 @@ age -d -i "$WORK/key.txt" "$BACKUP" | tar -C "$WORK/peek" -xf - --wildcards '*/M
 T_SNAP=$(cat "$WORK"/peek/*/gw-*/MANIFEST | sed -n 's/^spool_snapshot_unix=//p' | sort -n | head -1)
 [[ -n "$T_SNAP" ]] || fail "no spool_snapshot_unix in the gateways' MANIFEST: no spool was snapshotted"
 for h in gw-a gw-b; do
-  grep -q '^spool_integrity=ok$' "$WORK"/peek/*/"$h"/MANIFEST || fail "$h: the spool snapshot is not integrity-checked"
-  grep -q '^secrets=encrypted(age):' "$WORK"/peek/*/"$h"/MANIFEST || fail "$h: its secrets are not in the backup, encrypted"
+  manifest_gateway_ok "$(echo "$WORK"/peek/*/"$h"/MANIFEST)" || fail "$h: its backup is incomplete (above)"
 done
 ok "backup under load: $(du -h "$BACKUP" | cut -f1) sealed in ${BACKUP_S}s; spool snapshots from $(date -u -d "@${T_SNAP%.*}" +%T)"
 
@@ -141,8 +140,7 @@ RTO_S=$((SECONDS - t))
 # --- 5. checks ------------------------------------------------------------------------------------
 [[ "$(secret_sum gw-b)" == "$sum_before" ]] || fail "gw-b's secrets are not the backed-up ones after the restore"
 again=$(sim --devices 1 --device-base "$REPLAY_DEVICE" --seq-start "$REPLAY_SEQ" --max-frames 3 --rate 10 --duration 5)
-python3 -c 'import json,sys; r=json.loads(sys.argv[1]); sys.exit(0 if r["duplicates"] + r["stale"] == 3 and r["acked_ok"] == 0 else 1)' "$again" \
-  || fail "after the restore the old frames were not refused as duplicates (replay state not back): $again"
+sim_all_refused "$again" 3 || fail "after the restore (above)"
 
 # Acknowledged before the snapshot -> at the sink. The restored spools deliver what they owed
 # within seconds; the deadline is generous for a starved machine.
