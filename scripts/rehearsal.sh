@@ -31,9 +31,9 @@
 #      the collector (its node_exporter and VictoriaMetrics stopped: Prometheus can scrape nothing
 #      there, NodeDown) must reach the pager receiver firing, with env/instance labels and a
 #      runbook_url of ngd_runbook_base_url plus an anchor docs/runbooks/alerts.md has; then healed,
-#      the resolved notification must arrive and no critical alert may remain (the deploy gate's
-#      question). Its time is mostly Alertmanager's own: NodeDown's `for: 1m`, then the pager
-#      route's group_interval (5m) before the resolved notification.
+#      no critical alert may remain active (the deploy gate's question). Its time is mostly
+#      NodeDown's `for: 1m`. The resolved notification comes after the pager route's
+#      group_interval (5m): it is asked for after 9b, which runs meanwhile.
 #   After 5 and 7-9, every gateway's running process must report the expected release
 #   (nanogridata_build_info on its /metrics, read over SSH): exit codes alone prove nothing.
 #   9b. disaster recovery (scripts/ops/rehearsal_dr.sh): backup.sh production (off-host copy; the
@@ -430,6 +430,7 @@ collector_services() {  # collector_services stop|start: every scrape target on 
   ad_hoc collectors -o -m ansible.builtin.command -a "systemctl $1 prometheus-node-exporter victoria-metrics" \
     || { warn "could not $1 the collector's services"; return 1; }
 }
+PAGED_AT=0 PAGED_INSTANCE=""
 pager() {
   local collector fired t0=$SECONDS
   received /deadman firing alertname=Watchdog env=production >/dev/null || return 1
@@ -443,6 +444,7 @@ pager() {
     return 1
   fi
   ok "paged after $((SECONDS - t0))s: $fired"
+  PAGED_AT=$t0 PAGED_INSTANCE=$collector
   collector_services start
   python3 - "$fired" "$(sed -nE 's/^ngd_runbook_base_url: "([^"]+)".*/\1/p' "$GV/main.yml")" \
     "$OP/docs/runbooks/alerts.md" "$OP/prometheus/tools" <<'PY' || return 1
@@ -459,11 +461,25 @@ if page != base or anchor not in heading_anchors(open(runbooks).read()):
     sys.exit(f"runbook_url {url!r}: not {base}#<a heading of docs/runbooks/alerts.md>")
 print(f"runbook link: {url}")
 PY
-  received /pager resolved alertname=NodeDown env=production "instance=$collector" >/dev/null || return 1
-  ok "resolved notification received $((SECONDS - t0))s after the fault"
-  # Whole again: no critical alert firing (the deploy gate's own question).
-  python3 "$OP/scripts/ops/alerts.py" --inventory "$INV" --port "$AM_PORT" --vault-password-file "$VAULT_PASS" \
-    --severity critical
+  # Whole again before the next step: no critical alert active (the deploy gate's own question),
+  # as soon as Prometheus has scraped the collector again and told Alertmanager.
+  local deadline=$((SECONDS + 300))
+  until python3 "$OP/scripts/ops/alerts.py" --inventory "$INV" --port "$AM_PORT" \
+    --vault-password-file "$VAULT_PASS" --severity critical >"$WORK/alerts.log" 2>&1; do
+    if ((SECONDS >= deadline)); then
+      cat "$WORK/alerts.log" >&2
+      warn "a critical alert is still active 300 s after healing"
+      return 1
+    fi
+    sleep 5
+  done
+  ok "no critical alert active $((SECONDS - t0))s after the fault"
+}
+# The resolved notification waits for the pager route's group_interval (5 min): asked after the
+# next step, which runs meanwhile, rather than waited for here.
+pager_resolved() {
+  received /pager resolved alertname=NodeDown env=production "instance=$PAGED_INSTANCE" >/dev/null || return 1
+  ok "resolved notification received $((SECONDS - PAGED_AT))s after the fault"
   # What each receiver got: webhook payloads list their alerts, the chat's (Slack) payloads title them.
   python3 - "$WEBHOOKS" <<'PY'
 import collections, json, sys
@@ -478,7 +494,7 @@ for path, names in sorted(seen.items()):
     print(f"recorded at {path}: " + ", ".join(f"{n} x{c}" for n, c in sorted(names.items())))
 PY
 }
-((DRILL == 0)) || timed "pager: NodeDown delivered firing and resolved" pager
+((DRILL == 0)) || timed "pager: NodeDown delivered firing, healed" pager
 
 # --- 9b. disaster recovery: backup, a gateway lost, a new server from OpenTofu, restore -----------
 # scripts/ops/rehearsal_dr.sh: backup.sh production (off-host copy), gw-b's server lost, the
@@ -489,6 +505,7 @@ disaster_recovery() {
 }
 timed "backup, gw-b lost, new server, restore (RTO)" disaster_recovery
 mapfile -t -O "${#TIMINGS[@]}" TIMINGS <"$WORK/dr/timings.txt"
+((DRILL == 0)) || timed "pager: NodeDown's resolved notification" pager_resolved
 
 # --- 10. decommission ----------------------------------------------------------------------------
 decommission() {
