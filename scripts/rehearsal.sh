@@ -10,8 +10,10 @@
 #      network this script had it create: a misconfigured run never reaches api.hetzner.cloud
 #   4. README "Production in five steps", steps 1-2, as a user does them: the tfvars from the example
 #      (key, admin and device networks), the vault from its example (encrypted), the runbook URL
-#   5. deploy.sh production --yes: tofu init/plan/apply, bridge, SSH, site.yml, testinfra, probe,
-#      the Alertmanager gate (asked from the second run on)
+#   5. deploy.sh production --yes, killed (SIGKILL to its process group) at a random moment of its
+#      first 30-300 s (NGD_REHEARSAL_KILL_AFTER=SECONDS pins it; the seed and the step it hit are
+#      printed), then run again: it must complete whatever the kill left behind. tofu
+#      init/plan/apply, bridge, SSH, site.yml, testinfra, probe, the Alertmanager gate
 #   6. deploy.sh production --yes again: converges, nothing changes (tofu plan clean, 0 changed tasks)
 #   With --releases (passed once; not yet in CI until it passes twice in a row):
 #   7. a new release (the operator's next commit): deploy.sh production rolls it out
@@ -304,13 +306,57 @@ if len(seen) != 2 or set(seen.values()) != {want}:
 PY
 }
 GOOD="" NEW=""
+# The first deploy is killed (SIGKILL to its whole process group: tofu, ansible-playbook, ssh; what
+# a lost operator session or a crashed workstation does) at a random moment within its first
+# minutes, where tofu apply, the inventory bridge, the SSH wait and site.yml run; whatever it left
+# behind (state, inventory, plan file, half-made releases, apt locks) must not stop the re-run.
+KILL_AFTER="${NGD_REHEARSAL_KILL_AFTER:-}"
+killed_deploy() {
+  local seed delay pid pgid phase rc
+  if [[ -z "$KILL_AFTER" ]]; then
+    seed=$(od -An -N2 -tu2 /dev/urandom | tr -d ' ')
+    RANDOM=$seed
+    delay=$((30 + RANDOM % 271))
+    log "kill after ${delay}s (random: seed $seed, 30-300 s; NGD_REHEARSAL_KILL_AFTER=$delay repeats it)"
+  else
+    [[ "$KILL_AFTER" =~ ^[0-9]+$ ]] || die "NGD_REHEARSAL_KILL_AFTER='$KILL_AFTER': seconds, e.g. 90"
+    delay=$KILL_AFTER
+    log "kill after ${delay}s (NGD_REHEARSAL_KILL_AFTER)"
+  fi
+  # Its own session: the kill reaches every process it started and nothing of ours.
+  (cd "$OP" && exec setsid ./scripts/deploy.sh production --yes) >"$WORK/killed.log" 2>&1 &
+  pid=$!
+  local t0=$SECONDS
+  while kill -0 "$pid" 2>/dev/null && ((SECONDS - t0 < delay)); do sleep 1; done
+  if ! kill -0 "$pid" 2>/dev/null; then
+    wait "$pid" && rc=0 || rc=$?
+    warn "the deploy ended (exit $rc) after $((SECONDS - t0))s, before the kill at ${delay}s: nothing was killed"
+    return 0
+  fi
+  pgid=$(ps -o pgid= -p "$pid" | tr -d ' ')
+  [[ "$pgid" == "$pid" ]] || die "deploy.sh ($pid) does not lead its process group ($pgid): not killing"
+  # Where it stood: the step's banner, the last task, what ran.
+  phase=$(grep -oE '\[[0-9]/6\] [a-z][a-z -]*' "$WORK/killed.log" | tail -1 || true)
+  local task procs
+  task=$(grep -oE 'TASK \[[^]]*\]' "$WORK/killed.log" | tail -1 || true)
+  procs=$(ps -o comm= -s "$pgid" | sort -u | tr '\n' ' ' || true)
+  kill -KILL -- "-$pgid"
+  wait "$pid" 2>/dev/null || true
+  local deadline=$((SECONDS + 60))
+  while kill -0 -- "-$pgid" 2>/dev/null; do
+    ((SECONDS < deadline)) || die "processes of the killed deploy (group $pgid) still run 60 s after SIGKILL"
+    sleep 0.5
+  done
+  ok "deploy.sh production killed after ${delay}s: ${phase:-preflight}${task:+, at $task} (processes: $procs)"
+}
+timed "deploy.sh production (killed at a random moment)" killed_deploy
 first_deploy() {
   deploy | tee "$WORK/first.log" || return 1
   GOOD=$(release_of "$WORK/first.log")
   [[ -n "$GOOD" ]] || { warn "no 'release:' line in the first deploy's output"; return 1; }
   assert_running "$GOOD"
 }
-timed "deploy.sh production (first)" first_deploy
+timed "deploy.sh production (re-run after the kill)" first_deploy
 
 tofu_env() { eval "$(bash "$OP/terraform/tools/install-tofu.sh" --print-env)"; }
 second_deploy() {
