@@ -170,10 +170,12 @@ else
   # SSH host keys for the hosts of this plan: a host created by this apply gets its key from
   # OpenTofu (cloud-init writes it, the bridge writes known_hosts from the output), so its first
   # SSH connection is verified. Hosts that exist keep theirs (the module ignores later values).
-  # The keys stay (git-ignored, 0700) until an apply succeeded: after an interrupted apply the
-  # servers it created run with them, and the re-run must hand OpenTofu the same ones.
+  # The keys stay (0700, in OpenTofu's per-checkout data directory) until an apply succeeded:
+  # after an interrupted apply the servers it created run with them, and the re-run must hand
+  # OpenTofu the same ones.
   require_cmd ssh-keygen "install openssh-client"
-  pending_keys_dir="$TF_DIR/.pending-host-keys"
+  pending_keys_dir="${TF_DATA_DIR:-.terraform}/pending-host-keys"
+  [[ "$pending_keys_dir" == /* ]] || pending_keys_dir="$TF_DIR/$pending_keys_dir"
   (umask 077 && mkdir -p "$pending_keys_dir")
   # This run's variable file and plan JSON hold the private keys too: beside them, not in /tmp.
   HOST_KEYS_DIR=$(mktemp -d "$pending_keys_dir/run.XXXXXX")
