@@ -210,18 +210,22 @@ PY
     plan_rc=$?
     set -e
   }
+  # Import blocks for what an earlier run adopted (below) are recomputed each run.
+  imports_file="$TF_DIR/adopted_imports.tf"
+  rm -f "$imports_file"
   tofu_plan
   if ((plan_rc == 2 && CHECK == 0)); then
     # Resources an interrupted apply created without recording them: the plan would create them
-    # again and the cloud refuses their names. Imported, they are what the plan is made from.
+    # again and the cloud refuses their names. They are imported by the plan itself (import
+    # blocks: one `tofu import` at a time fails on the module's outputs, which index every host).
     tofu -chdir="$TF_DIR" show -json "$plan_file" >"$HOST_KEYS_DIR/plan.json" || die "tofu show -json of the plan failed"
     adopt=$(python3 "$REPO_ROOT/terraform/tools/adopt.py" "$HOST_KEYS_DIR/plan.json") \
       || die "could not look for resources an interrupted apply left unrecorded (above)"
     if [[ -n "$adopt" ]]; then
+      printf '# Written by scripts/deploy.sh: resources an interrupted apply created, imported by this plan.\n' >"$imports_file"
       while read -r address id; do
         warn "adopting $address (id $id): created by an apply that was interrupted before recording it"
-        tofu -chdir="$TF_DIR" import -input=false -var-file="$TFVARS" -var-file="$host_keys_file" "$address" "$id" >/dev/null \
-          || die "tofu import $address $id failed (above)"
+        printf 'import {\n  to = %s\n  id = "%s"\n}\n' "$address" "$id" >>"$imports_file"
       done <<<"$adopt"
       log "planning again with the adopted resources"
       tofu_plan
@@ -235,7 +239,7 @@ PY
       else
         confirm "Apply this plan to $ENV_NAME?" "$ENV_NAME"
         tofu -chdir="$TF_DIR" apply -input=false "$plan_file" || die "tofu apply failed"
-        rm -rf "$pending_keys_dir"
+        rm -rf "$pending_keys_dir" "$imports_file"
       fi ;;
     *) die "tofu plan failed (above)" ;;
   esac
