@@ -834,9 +834,12 @@ class SshHosts(Lab):
         forwards = [
             a for lp, rp in zip(local, ports, strict=True) for a in ("-L", f"127.0.0.1:{lp}:localhost:{rp}")
         ]
+        # A connection of its own, in the foreground: ssh takes the first value of an option, so
+        # these come before ssh_options' ControlMaster=auto (a master would go to the background
+        # and this process exit at once, leaving the forwards to an unwatched master).
         proc = subprocess.Popen(
-            ["ssh", *self.ssh_options(), "-o", "ControlMaster=no", "-o", "ExitOnForwardFailure=yes",
-             "-N", *forwards, self.address(host)],
+            ["ssh", "-o", "ControlMaster=no", "-o", "ControlPath=none", "-o", "ExitOnForwardFailure=yes",
+             *self.ssh_options(), "-N", *forwards, self.address(host)],
             stdin=subprocess.DEVNULL,
         )  # fmt: skip
         deadline = time.monotonic() + 60
