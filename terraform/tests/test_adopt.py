@@ -221,6 +221,7 @@ def test_a_lost_apply_is_adopted_whole_by_import_blocks_and_converges(cloud: Clo
     assert rc == 2
     assert f"{len(pairs)} to import" in text and "0 to destroy" in text
     assert "hcloud_server" not in "".join(line for line in text.splitlines() if "will be created" in line)
+    assert "public_net" not in text  # a change there powers the server off and on
     applied = run_tofu("apply", "-input=false", str(tmp_path / "adopt.plan"))
     assert applied.returncode == 0, applied.stdout + applied.stderr
     (env_dir / "adopted_imports.tf").unlink()
