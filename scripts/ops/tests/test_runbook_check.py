@@ -1,6 +1,6 @@
 """The runbook checker without a lab: what it extracts from the docs, how it splits and classifies
 commands, what it reads out of PromQL, and the firewall rule it enforces statically. The run
-against deployed hosts is in scripts/ci/integration-deploy.sh."""
+against deployed hosts is in scripts/rehearsal.sh (over SSH, on the production rehearsal)."""
 
 from __future__ import annotations
 
