@@ -167,11 +167,18 @@ else
   tofu -chdir="$TF_DIR" init -input=false >/dev/null || die "tofu init failed in ${TF_DIR#"$REPO_ROOT"/}"
   plan_file="$TF_DIR/deploy.tfplan"
   PLAN_FILE=$plan_file
-  # Fresh SSH host keys for every plan: a host created by this apply gets its key from OpenTofu
-  # (cloud-init writes it, the bridge writes known_hosts from the output), so its first SSH
-  # connection is verified. Hosts that exist keep theirs (the module ignores later values).
+  # SSH host keys for the hosts of this plan: a host created by this apply gets its key from
+  # OpenTofu (cloud-init writes it, the bridge writes known_hosts from the output), so its first
+  # SSH connection is verified. Hosts that exist keep theirs (the module ignores later values).
+  # The keys stay (0700, in OpenTofu's per-checkout data directory) until an apply succeeded:
+  # after an interrupted apply the servers it created run with them, and the re-run must hand
+  # OpenTofu the same ones.
   require_cmd ssh-keygen "install openssh-client"
-  HOST_KEYS_DIR=$(mktemp -d)
+  pending_keys_dir="${TF_DATA_DIR:-.terraform}/pending-host-keys"
+  [[ "$pending_keys_dir" == /* ]] || pending_keys_dir="$TF_DIR/$pending_keys_dir"
+  (umask 077 && mkdir -p "$pending_keys_dir")
+  # This run's variable file and plan JSON hold the private keys too: beside them, not in /tmp.
+  HOST_KEYS_DIR=$(mktemp -d "$pending_keys_dir/run.XXXXXX")
   host_keys_file="$HOST_KEYS_DIR/host-keys.tfvars.json"
   # The hosts this plan has, as OpenTofu names them in the inventory output (known before any
   # apply: the names come from the module and the variables, not from the cloud).
@@ -184,9 +191,11 @@ else
   mapfile -t HOST_NAMES <<<"$host_lines"
   [[ -n "${HOST_NAMES[0]}" ]] || die "the inventory output of ${TF_DIR#"$REPO_ROOT"/} has no hosts"
   for host in "${HOST_NAMES[@]}"; do
-    ssh-keygen -q -t ed25519 -N '' -C "$host host key" -f "$HOST_KEYS_DIR/$host" || die "ssh-keygen failed"
+    [[ -s "$pending_keys_dir/$host" && -s "$pending_keys_dir/$host.pub" ]] \
+      || ssh-keygen -q -t ed25519 -N '' -C "$host host key" -f "$pending_keys_dir/$host" <<<y >/dev/null \
+      || die "ssh-keygen failed"
   done
-  python3 - "$HOST_KEYS_DIR" "${HOST_NAMES[@]}" >"$host_keys_file" <<'PY' || die "could not write the host keys' variable file"
+  python3 - "$pending_keys_dir" "${HOST_NAMES[@]}" >"$host_keys_file" <<'PY' || die "could not write the host keys' variable file"
 import json, sys
 from pathlib import Path
 d, hosts = Path(sys.argv[1]), sys.argv[2:]
@@ -195,18 +204,42 @@ print(json.dumps({
     "host_private_keys": {h: (d / h).read_text() for h in hosts},
 }))
 PY
-  set +e
-  tofu -chdir="$TF_DIR" plan -input=false -var-file="$TFVARS" -var-file="$host_keys_file" -detailed-exitcode -out="$plan_file"
-  plan_rc=$?
-  set -e
+  tofu_plan() {
+    set +e
+    tofu -chdir="$TF_DIR" plan -input=false -var-file="$TFVARS" -var-file="$host_keys_file" -detailed-exitcode -out="$plan_file"
+    plan_rc=$?
+    set -e
+  }
+  # Import blocks for what an earlier run adopted (below) are recomputed each run.
+  imports_file="$TF_DIR/adopted_imports.tf"
+  rm -f "$imports_file"
+  tofu_plan
+  if ((plan_rc == 2 && CHECK == 0)); then
+    # Resources an interrupted apply created without recording them: the plan would create them
+    # again and the cloud refuses their names. They are imported by the plan itself (import
+    # blocks: one `tofu import` at a time fails on the module's outputs, which index every host).
+    tofu -chdir="$TF_DIR" show -json "$plan_file" >"$HOST_KEYS_DIR/plan.json" || die "tofu show -json of the plan failed"
+    adopt=$(python3 "$REPO_ROOT/terraform/tools/adopt.py" "$HOST_KEYS_DIR/plan.json") \
+      || die "could not look for resources an interrupted apply left unrecorded (above)"
+    if [[ -n "$adopt" ]]; then
+      printf '# Written by scripts/deploy.sh: resources an interrupted apply created, imported by this plan.\n' >"$imports_file"
+      while read -r address id; do
+        warn "adopting $address (id $id): created by an apply that was interrupted before recording it"
+        printf 'import {\n  to = %s\n  id = "%s"\n}\n' "$address" "$id" >>"$imports_file"
+      done <<<"$adopt"
+      log "planning again with the adopted resources"
+      tofu_plan
+    fi
+  fi
   case $plan_rc in
-    0) log "no infrastructure change" ;;
+    0) log "no infrastructure change"; rm -rf "$pending_keys_dir" ;;
     2)
       if ((CHECK)); then
         log "check mode: the plan above is NOT applied"
       else
         confirm "Apply this plan to $ENV_NAME?" "$ENV_NAME"
         tofu -chdir="$TF_DIR" apply -input=false "$plan_file" || die "tofu apply failed"
+        rm -rf "$pending_keys_dir" "$imports_file"
       fi ;;
     *) die "tofu plan failed (above)" ;;
   esac

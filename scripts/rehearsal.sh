@@ -12,9 +12,13 @@
 #      (key, admin and device networks), the vault from its example (encrypted), the runbook URL;
 #      the vault's pager, dead-man and chat URLs point at a webhook receiver that stands for them
 #      (scripts/ops/webhook_receiver.py on the operator's address, recording what arrives)
-#   5. deploy.sh production --yes: tofu init/plan/apply, bridge, SSH, site.yml, testinfra, probe,
-#      the Alertmanager gate (asked from the second run on)
+#   5. deploy.sh production --yes, killed (SIGKILL to everything it started) at a random moment of
+#      tofu apply, its infrastructure step or site.yml (NGD_REHEARSAL_KILL_AFTER=ANCHOR+SECONDS
+#      pins it; the seed and where it hit are printed), then run again: it must complete whatever
+#      the kill left behind. tofu init/plan/apply, bridge, SSH, site.yml, testinfra, probe, the
+#      Alertmanager gate
 #   6. deploy.sh production --yes again: converges, nothing changes (tofu plan clean, 0 changed tasks)
+#      then every runbook command (scripts/ops/runbook_check.py --ssh) on the production hosts
 #   With --releases (passed once; not yet in CI until it passes twice in a row):
 #   7. a new release (the operator's next commit): deploy.sh production rolls it out
 #   8. rollback.sh production: back to the first release
@@ -348,13 +352,96 @@ if len(seen) != 2 or set(seen.values()) != {want}:
 PY
 }
 GOOD="" NEW=""
+# The first deploy is killed (SIGKILL to every process it started: tofu, ansible-playbook and its
+# workers, ssh and its master connections; what a lost operator session or a crashed workstation
+# does) at a random moment where it hurts, one of: 0-3 s after tofu apply began creating resources
+# ("apply"), 0-25 s into deploy.sh's step 2 (plan, apply, the inventory bridge, the SSH wait), or
+# 0-180 s into step 4 (site.yml). Whatever it leaves behind (state, inventory, plan file, half-made
+# releases, dpkg locks) must not stop the re-run. NGD_REHEARSAL_KILL_AFTER=ANCHOR+SECONDS pins it
+# (apply+1, 2+7, 4+90; a plain SECONDS counts from deploy.sh's start).
+KILL_AFTER="${NGD_REHEARSAL_KILL_AFTER:-}"
+descendants() {  # descendants PID: PID and every process below it
+  ps -eo pid=,ppid= | awk -v root="$1" '{ parent[$1] = $2 }
+    END { for (p in parent) { q = p; n = 0; while (q != root && (q in parent) && n++ < 64) q = parent[q]; if (q == root) print p } }'
+}
+killed_deploy() {
+  local seed anchor delay pid phase rc mark=""
+  if [[ -z "$KILL_AFTER" ]]; then
+    seed=$(od -An -N2 -tu2 /dev/urandom | tr -d ' ')
+    RANDOM=$seed
+    case $((RANDOM % 3)) in
+      0) anchor=apply delay=$((RANDOM % 4)) ;;
+      1) anchor=2 delay=$((RANDOM % 26)) ;;
+      *) anchor=4 delay=$((RANDOM % 181)) ;;
+    esac
+    log "kill at $anchor+${delay}s (random, seed $seed; NGD_REHEARSAL_KILL_AFTER=$anchor+$delay repeats it)"
+  elif [[ "$KILL_AFTER" =~ ^(apply|[1-6])\+([0-9]+)$ ]]; then
+    anchor=${BASH_REMATCH[1]} delay=${BASH_REMATCH[2]}
+    log "kill at $anchor+${delay}s (NGD_REHEARSAL_KILL_AFTER)"
+  elif [[ "$KILL_AFTER" =~ ^[0-9]+$ ]]; then
+    anchor=start delay=$KILL_AFTER
+    log "kill ${delay}s after deploy.sh started (NGD_REHEARSAL_KILL_AFTER)"
+  else
+    die "NGD_REHEARSAL_KILL_AFTER='$KILL_AFTER': ANCHOR+SECONDS (apply+1, 2+7, 4+90) or SECONDS"
+  fi
+  case $anchor in
+    apply) mark=": Creating..." ;;
+    start) mark="" ;;
+    *) mark="[$anchor/6]" ;;
+  esac
+  # Its own session: the kill reaches every process it started and nothing of ours.
+  (cd "$OP" && exec setsid ./scripts/deploy.sh production --yes) >"$WORK/killed.log" 2>&1 &
+  pid=$!
+  local t0=$SECONDS
+  if [[ -n "$mark" ]]; then
+    while kill -0 "$pid" 2>/dev/null && ! grep -qF -- "$mark" "$WORK/killed.log"; do sleep 0.2; done
+    t0=$SECONDS
+  fi
+  while kill -0 "$pid" 2>/dev/null && ((SECONDS - t0 < delay)); do sleep 0.2; done
+  if ! kill -0 "$pid" 2>/dev/null; then
+    wait "$pid" && rc=0 || rc=$?
+    warn "the deploy ended (exit $rc) before the kill: nothing was killed (its output: $WORK/killed.log)"
+    return 0
+  fi
+  # Where it stood: the step's banner, the last task, its last line.
+  phase=$(grep -oE '\[[0-9]/6\] [a-z][a-z -]*' "$WORK/killed.log" | tail -1 || true)
+  local task last pids=() more=() masters=() procs
+  task=$(grep -oE 'TASK \[[^]]*\]' "$WORK/killed.log" | tail -1 || true)
+  last=$(grep -v '^[[:space:]]*$' "$WORK/killed.log" | tail -1 | cut -c1-160 || true)
+  # Every process below deploy.sh, whatever session it moved to (Ansible's workers start their
+  # own), stopped first so that none forks past the kill...
+  for _ in 1 2 3 4 5; do
+    mapfile -t more < <(descendants "$pid" | grep -vxF -f <(printf '%s\n' "${pids[@]}" 0) || true)
+    ((${#more[@]})) || break
+    kill -STOP "${more[@]}" 2>/dev/null || true
+    pids+=("${more[@]}")
+  done
+  # ...and ssh's master connections to this lab's hosts (ControlPersist: detached from the tree),
+  # which a crashed workstation loses as well: those ssh processes that hold a connection to the
+  # twin's public network, which only this run's deploy opened.
+  mapfile -t masters < <(ss -Htnp state established dst "$PUBLIC_SUBNET" 2>/dev/null \
+    | grep -oE '\("ssh",pid=[0-9]+' | grep -oE '[0-9]+$' | sort -u || true)
+  procs=$(ps -o comm= -p "$(IFS=,; echo "${pids[*]}")" | sort | uniq -c | awk '{printf "%s%s ", $2, ($1 > 1 ? "x" $1 : "")}' || true)
+  kill -KILL "${pids[@]}" "${masters[@]}" 2>/dev/null || true
+  wait "$pid" 2>/dev/null || true
+  local deadline=$((SECONDS + 60)) all
+  all=$(IFS=,; echo "${pids[*]} ${masters[*]}" | tr ' ' ',' | sed 's/,*$//')
+  while ps -o pid= -p "$all" >/dev/null 2>&1; do
+    ((SECONDS < deadline)) || die "processes of the killed deploy still run 60 s after SIGKILL"
+    sleep 0.5
+  done
+  procs+="+ ${#masters[@]} ssh master connection(s)"
+  ok "deploy.sh production killed at $anchor+${delay}s, in ${phase:-preflight}${task:+, at $task} (processes: $procs)"
+  log "its last line: $last"
+}
+timed "deploy.sh production (killed at a random moment)" killed_deploy
 first_deploy() {
   deploy | tee "$WORK/first.log" || return 1
   GOOD=$(release_of "$WORK/first.log")
   [[ -n "$GOOD" ]] || { warn "no 'release:' line in the first deploy's output"; return 1; }
   assert_running "$GOOD"
 }
-timed "deploy.sh production (first)" first_deploy
+timed "deploy.sh production (re-run after the kill)" first_deploy
 
 tofu_env() { eval "$(bash "$OP/terraform/tools/install-tofu.sh" --print-env)"; }
 second_deploy() {
@@ -365,6 +452,22 @@ second_deploy() {
   if grep -E 'changed=[1-9]' "$out"; then die "the second deploy changed the hosts (above)"; fi
 }
 timed "deploy.sh production (again: nothing changes)" second_deploy
+
+# --- 6b. the runbooks' commands, on the production hosts -----------------------------------------
+# scripts/ops/runbook_check.py over SSH as Ansible connects (the inventory deploy.sh wrote, its
+# known_hosts), Prometheus and Alertmanager through the SSH tunnel docs/runbooks/alerts.md tells
+# the operator to open; the operator's tools the runbooks use (promtool, amtool, ping) installed.
+runbook_commands() {
+  # shellcheck source=prometheus/ci/lib.sh
+  source "$REPO_ROOT/prometheus/ci/lib.sh"
+  prom_tools
+  ensure_apt iputils-ping
+  (cd "$OP" && python3 scripts/ops/runbook_check.py --ssh --env production --inventory "$INV" \
+    --prometheus-port "$(ops_port_of ngd_prometheus_port)" --alertmanager-port "$(ops_port_of ngd_alertmanager_port)") \
+    | tee "$WORK/runbooks.log"
+}
+ops_port_of() { python3 -c 'import sys, yaml; print(yaml.safe_load(open(sys.argv[1]))[sys.argv[2]])' "$OP/ansible/group_vars/all/ports.yml" "$1"; }
+timed "runbook commands (docs/runbooks), over SSH" runbook_commands
 
 # --- 7-9. a new release, rollback, rollback again ----------------------------------------------
 rollout() {  # the operator's next commit is the next release: deploy.sh rolls it out

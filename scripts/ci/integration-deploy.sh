@@ -7,9 +7,7 @@
 #   3b. monitoring of the deployed lab: every Prometheus scrape target on mon is up, and
 #      every Grafana panel query returns data (grafana/tools/check_queries.py, run on mon where
 #      Grafana would run), except the queries grafana/ci/empty-in-healthy-lab.txt names with a reason
-#   3c. the runbooks' commands (scripts/ops/runbook_check.py): every shell command of
-#      docs/runbooks/*.md runs against the deployed lab (read-only ones) or is checked for what it
-#      names (the rest); a wrong command, path, unit, journal tag or metric name fails
+#   (the runbooks' commands run in the production rehearsal, scripts/rehearsal.sh, over SSH)
 #   4. scripts/ops/backup_drill.sh: backup.sh lab under write load; the gateways' replay state,
 #      spool and secrets and the collector's data are destroyed; restore.sh (timed: the RTO) brings
 #      them back: 0 frames lost of those acknowledged before the backup's spool snapshot, an old
@@ -206,15 +204,6 @@ check_monitoring() {
     || { warn "a Grafana panel query failed or returned no data (FAIL lines above)"; return 1; }
 }
 timed "monitoring check (targets, panel queries)" check_monitoring || fail "monitoring of the deployed lab is not complete (above)"
-
-# --- 3c. the runbooks' commands, on the deployed lab ----------------------------------------------
-# The operator's tools the runbooks use on this machine (promtool, amtool), as prometheus/ci has them.
-source "$REPO_ROOT/prometheus/ci/lib.sh"
-prom_tools
-ensure_apt iputils-ping  # NodeDown pings the node from the operator's machine
-timed "runbook commands (docs/runbooks)" python3 scripts/ops/runbook_check.py --lab "$NGD_LAB" \
-  --inventory "$REPO_ROOT/.lab/$NGD_LAB/hosts.yml" --prometheus-port "$(ops_port ngd_prometheus_port)" \
-  || fail "a runbook command is wrong (FAIL lines above): fix the doc, or mark it as its top explains"
 
 # --- 4. backup / restore drill -------------------------------------------------------------------
 # scripts/ops/backup_drill.sh: backup.sh lab under write load (secrets encrypted to a throw-away

@@ -5,6 +5,7 @@ checked for the existence of what it names. A wrong command in a runbook fails.
 
   runbook_check.py --list                   # extract and classify only (no lab)
   runbook_check.py --lab deploy --inventory .lab/deploy/hosts.yml
+  runbook_check.py --ssh --env production --inventory ansible/inventories/production/hosts.yml
 
 What is extracted: the lines of the fenced ```sh / ```bash blocks (a `\\` continues a line; a
 line that is only a comment is prose) and the `./scripts/...` synopses of operations.md's table.
@@ -30,6 +31,12 @@ Directives (a trailing comment `#: WORD reason` on the line; documented in docs/
 
 On the operator's machine the lab hosts' names resolve to their lab addresses (what DNS or the
 SSH config does for a real environment); `ssh HOST` is `scripts/lab.sh shell HOST` (docker exec).
+With --ssh (staging, production: hosts made by OpenTofu, the inventory from the bridge) the names
+resolve to the hosts' public addresses (ansible_host) and `ssh HOST` is ssh as Ansible connects:
+ansible_user, the inventory's ssh options (its known_hosts only, strict), the operator's ssh
+config. $PROM and $AM are Prometheus and Alertmanager as the operator reaches them: in a lab
+straight (http://$MON:9090), with --ssh through an SSH tunnel to $MON that this script opens as
+alerts.md says (the cloud firewall admits SSH only).
 """
 
 from __future__ import annotations
@@ -41,8 +48,10 @@ import json
 import os
 import re
 import shlex
+import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.parse
 import urllib.request
@@ -246,12 +255,24 @@ def load_inventory(path: Path) -> Inventory:
     return Inventory(groups, hostvars, allvars)
 
 
-def placeholders(inv: Inventory, sink: str, env: str = "lab") -> tuple[dict[str, str], dict[str, str]]:
-    """(shell variables, textual placeholders) of the runbooks' conventions (alerts.md's top)."""
+def placeholders(
+    inv: Inventory, sink: str, env: str = "lab", prometheus: str = "", alertmanager: str = ""
+) -> tuple[dict[str, str], dict[str, str]]:
+    """(shell variables, textual placeholders) of the runbooks' conventions (alerts.md's top).
+    prometheus/alertmanager: their URLs as the operator reaches them (default: the monitoring
+    host's name and the ports of ports.yml, as in a lab)."""
     gateways = inv.groups.get("gateways") or []
     if len(gateways) < 2:
         raise ValueError("the inventory needs two gateways (group gateways)")
-    variables = {"GW": gateways[0], "PEER": gateways[1], "MON": inv.first("monitoring"), "SINK": sink}
+    mon = inv.first("monitoring")
+    variables = {
+        "GW": gateways[0],
+        "PEER": gateways[1],
+        "MON": mon,
+        "SINK": sink,
+        "PROM": prometheus or f"http://{mon}:9090",
+        "AM": alertmanager or f"http://{mon}:9093",
+    }
     text = {
         "<VIP>": inv.allvars.get("ngd_vip", ""),
         "<ngd_vip_interface>": inv.allvars.get("ngd_vip_interface", "eth0"),
@@ -705,9 +726,27 @@ class Lab:
     textual: dict[str, str]
     prometheus: str  # URL the operator's machine reaches
 
+    def address(self, host: str) -> str:
+        """The address the operator's machine reaches HOST at."""
+        return self.inv.ip(host)
+
+    def ssh_function(self) -> str:
+        """`ssh HOST CMD...` of the operator's machine: CMD runs on HOST, through the lab (docker
+        exec), as root like ssh root@HOST."""
+        return (
+            "ssh() { while [[ $1 == -* ]]; do"
+            " case $1 in -[bcDEeFIiJLlmOoPpQRSWw]) shift 2 ;; *) shift ;; esac; done;"
+            f" local h=${{_NGD_NAME[$1]:-$1}}; shift; NGD_LAB={shlex.quote(self.name)}"
+            f' {shlex.quote(str(self.lab_sh))} shell "$h" bash -c "$*" </dev/null; }}'
+        )
+
+    def host_argv(self, host: str, text: str) -> list[str]:
+        """The command line that runs TEXT with bash on HOST."""
+        return [str(self.lab_sh), "shell", host, "bash", "-c", text]
+
     def prelude(self) -> str:
         """Shell definitions for a line run on the operator's machine."""
-        names = {h: self.inv.ip(h) for h in self.inv.hostvars}
+        names = {h: self.address(h) for h in self.inv.hostvars}
         rewrite = "".join(
             f"case $x in {h}) x={ip} ;; {h}:*) x={ip}:${{x#{h}:}} ;;"
             f' *//{h}[:/]*) x=${{x/"//{h}"/"//{ip}"}} ;; esac; '
@@ -717,12 +756,8 @@ class Lab:
         lines = [
             *(f"{k}={shlex.quote(v)}" for k, v in self.variables.items()),
             f"declare -A _NGD_NAME=({to_name})",
-            # ssh HOST CMD...: CMD runs on HOST, through the lab (docker exec), as root like ssh root@HOST.
-            "ssh() { while [[ $1 == -* ]]; do"
-            " case $1 in -[bcDEeFIiJLlmOoPpQRSWw]) shift 2 ;; *) shift ;; esac; done;"
-            f" local h=${{_NGD_NAME[$1]:-$1}}; shift; NGD_LAB={shlex.quote(self.name)}"
-            f' {shlex.quote(str(self.lab_sh))} shell "$h" bash -c "$*" </dev/null; }}',
-            # The lab's host names, resolved as DNS would for the operator.
+            self.ssh_function(),
+            # The hosts' names, resolved as DNS would for the operator.
             f'_ngd_args() {{ _NGD_ARGS=(); local x; for x in "$@"; do {rewrite}_NGD_ARGS+=("$x"); done; }}',
             *(
                 f'{tool}() {{ _ngd_args "$@"; command {tool} "${{_NGD_ARGS[@]}}"; }}'
@@ -732,10 +767,7 @@ class Lab:
         return "\n".join(lines) + "\n"
 
     def run_line(self, text: str, host: str = "") -> subprocess.CompletedProcess[str]:
-        if host:
-            argv = [str(self.lab_sh), "shell", host, "bash", "-c", text]
-        else:
-            argv = ["bash", "-c", self.prelude() + text]
+        argv = self.host_argv(host, text) if host else ["bash", "-c", self.prelude() + text]
         try:
             return subprocess.run(
                 argv,
@@ -754,6 +786,80 @@ class Lab:
     def prometheus_get(self, path: str) -> Any:
         with urllib.request.urlopen(self.prometheus + path, timeout=20) as resp:
             return json.load(resp)["data"]
+
+
+@dataclass
+class SshHosts(Lab):
+    """Hosts reached as Ansible reaches them over SSH (staging, production): the inventory's
+    ansible_host, ansible_user and ansible_ssh_common_args (its known_hosts, strict), the
+    operator's own ssh (config, keys). One master connection per host (ControlPath in
+    control_dir) keeps a hundred commands from costing a hundred handshakes."""
+
+    control_dir: str = ""
+
+    def address(self, host: str) -> str:
+        return self.inv.hostvars.get(host, {}).get("ansible_host") or self.inv.ip(host)
+
+    def ssh_options(self) -> list[str]:
+        user = self.inv.allvars.get("ansible_user", "root")
+        return [
+            *shlex.split(self.inv.allvars.get("ansible_ssh_common_args", "")),
+            "-o", "BatchMode=yes",
+            "-o", "ConnectTimeout=20",
+            "-o", "ControlMaster=auto",
+            "-o", f"ControlPath={self.control_dir}/%C",
+            "-o", "ControlPersist=120",
+            "-l", user,
+        ]  # fmt: skip
+
+    def ssh_function(self) -> str:
+        """`ssh HOST CMD...`: the real ssh with the inventory's options; CMD runs with bash there."""
+        options = " ".join(shlex.quote(o) for o in self.ssh_options())
+        to_address = " ".join(f"[{h}]={self.address(h)}" for h in self.inv.hostvars)
+        return (
+            f"declare -A _NGD_ADDR=({to_address})\n"
+            "ssh() { while [[ $1 == -* ]]; do"
+            " case $1 in -[bcDEeFIiJLlmOoPpQRSWw]) shift 2 ;; *) shift ;; esac; done;"
+            " local h=${_NGD_NAME[$1]:-$1}; h=${_NGD_ADDR[$h]:-$h}; shift;"
+            f' command ssh {options} "$h" "bash -c $(printf %q "$*")" </dev/null; }}'
+        )
+
+    def host_argv(self, host: str, text: str) -> list[str]:
+        return ["ssh", *self.ssh_options(), self.address(host), "bash -c " + shlex.quote(text)]
+
+    def tunnel(self, host: str, ports: Sequence[int]) -> tuple[subprocess.Popen[bytes], list[int]]:
+        """`ssh -N -L` from free loopback ports of this machine to PORTS on HOST's loopback (what
+        alerts.md tells the operator to do for Prometheus and Alertmanager); waits until it listens."""
+        local = [_free_port() for _ in ports]
+        forwards = [
+            a for lp, rp in zip(local, ports, strict=True) for a in ("-L", f"127.0.0.1:{lp}:localhost:{rp}")
+        ]
+        # A connection of its own, in the foreground: ssh takes the first value of an option, so
+        # these come before ssh_options' ControlMaster=auto (a master would go to the background
+        # and this process exit at once, leaving the forwards to an unwatched master).
+        proc = subprocess.Popen(
+            ["ssh", "-o", "ControlMaster=no", "-o", "ControlPath=none", "-o", "ExitOnForwardFailure=yes",
+             *self.ssh_options(), "-N", *forwards, self.address(host)],
+            stdin=subprocess.DEVNULL,
+        )  # fmt: skip
+        deadline = time.monotonic() + 60
+        while True:
+            if proc.poll() is not None:
+                raise OSError(f"ssh -L to {host} exited {proc.returncode}")
+            try:
+                with socket.create_connection(("127.0.0.1", local[0]), timeout=2):
+                    return proc, local
+            except OSError:
+                if time.monotonic() > deadline:
+                    proc.kill()
+                    raise OSError(f"ssh -L to {host} did not listen within 60 s") from None
+                time.sleep(0.5)
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
 
 
 def known_metrics(lab: Lab) -> set[str]:
@@ -958,9 +1064,18 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--list", action="store_true", help="extract and classify only (no lab)")
     ap.add_argument("--lab", default="deploy", help="the lab to run against (scripts/lab.sh --lab)")
     ap.add_argument("--inventory", type=Path, help="the lab's inventory (default: .lab/LAB/hosts.yml)")
+    ap.add_argument(
+        "--ssh",
+        action="store_true",
+        help="reach the hosts over SSH as the inventory says (staging, production), not through the lab",
+    )
+    ap.add_argument("--env", default="lab", help="the environment, for ENV in the runbooks (default: lab)")
     ap.add_argument("--prometheus-port", type=int, default=9090)
+    ap.add_argument("--alertmanager-port", type=int, default=9093)
     ap.add_argument("--workers", type=int, default=6)
     args = ap.parse_args(argv)
+    if args.ssh and not args.inventory:
+        ap.error("--ssh needs --inventory (e.g. ansible/inventories/production/hosts.yml)")
     try:
         commands = extract_all()
     except ValueError as exc:
@@ -978,14 +1093,65 @@ def main(argv: list[str] | None = None) -> int:
     if not inventory.is_file():
         print(f"runbook_check: no inventory {inventory}: scripts/lab.sh up --lab {args.lab}", file=sys.stderr)
         return 2
-    inv = load_inventory(inventory)
-    lab = Lab(args.lab, inv, REPO / "scripts/lab.sh", {}, {}, "")
+    try:
+        inv = load_inventory(inventory)
+        mon = inv.first("monitoring")
+    except (KeyError, TypeError, AttributeError, ValueError) as exc:
+        print(f"runbook_check: {inventory} is not an inventory of the contract: {exc}", file=sys.stderr)
+        return 2
+    if not args.ssh:
+        lab = Lab(args.lab, inv, REPO / "scripts/lab.sh", {}, {}, "")
+        return report(lab, commands, refused, inv, args, f"http://{inv.ip(mon)}:{args.prometheus_port}", "")
+    with tempfile.TemporaryDirectory(prefix="ngd-runbook-ssh-") as control_dir:
+        hosts = SshHosts(args.env, inv, REPO / "scripts/lab.sh", {}, {}, "", control_dir)
+        try:
+            tunnel, (prom_port, am_port) = hosts.tunnel(mon, [args.prometheus_port, args.alertmanager_port])
+        except OSError as exc:
+            print(
+                f"runbook_check: no SSH tunnel to Prometheus and Alertmanager on {mon}: {exc}",
+                file=sys.stderr,
+            )
+            return 1
+        try:
+            return report(
+                hosts,
+                commands,
+                refused,
+                inv,
+                args,
+                f"http://127.0.0.1:{prom_port}",
+                f"http://127.0.0.1:{am_port}",
+            )
+        finally:
+            tunnel.terminate()
+            tunnel.wait(timeout=30)
+            for host in inv.hostvars:  # the master connections
+                subprocess.run(
+                    ["ssh", *hosts.ssh_options(), "-O", "exit", hosts.address(host)],
+                    capture_output=True,
+                    timeout=30,
+                    check=False,
+                )
+
+
+def report(
+    lab: Lab,
+    commands: list[Command],
+    refused: list[str],
+    inv: Inventory,
+    args: argparse.Namespace,
+    prometheus: str,
+    alertmanager: str,
+) -> int:
+    """Run the check against LAB, print one line per command and the counts; the exit status."""
     sinks = gateway_sinks(lab, inv.first("gateways"))
     if not sinks:
         print("runbook_check: the gateway's configuration names no sink", file=sys.stderr)
         return 1
-    lab.variables, lab.textual = placeholders(inv, sinks[0])
-    lab.prometheus = f"http://{inv.ip(inv.first('monitoring'))}:{args.prometheus_port}"
+    lab.variables, lab.textual = placeholders(
+        inv, sinks[0], args.env, prometheus if args.ssh else "", alertmanager
+    )
+    lab.prometheus = prometheus
     started = time.monotonic()
     results = verify(lab, commands, args.workers)
     failed = [r for r in results if r.problems]
@@ -998,6 +1164,7 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"runbook commands: {len(results)} total, {counts['run']} executed, {counts['check']} checked for "
         f"existence, {counts['skip']} not in the lab; {len(failed)} wrong"
+        f" ({'over SSH, ' + args.env if args.ssh else 'lab ' + args.lab})"
         f" ({time.monotonic() - started:.0f} s)"
     )
     return 1 if failed or refused else 0

@@ -15,12 +15,12 @@ tofu_env
 log "tofu fmt -check -recursive terraform"
 tofu fmt -check -recursive -diff terraform || die "tofu fmt found unformatted files: run 'tofu fmt -recursive terraform'"
 
-python_files=(terraform/inventory_bridge.py terraform/tests terraform/checkov_checks)
+python_files=(terraform/inventory_bridge.py terraform/tools/adopt.py terraform/tests terraform/checkov_checks)
 log "ruff on the inventory bridge, its tests and the checkov policies; mypy --strict on the first two"
 ruff check "${python_files[@]}" || die "ruff check failed"
 ruff format --check "${python_files[@]}" || die "ruff format: run 'ruff format ${python_files[*]}'"
 # checkov (imported by checkov_checks) lives in its own venv, not here: mypy skips those files.
-MYPYPATH=terraform mypy --strict terraform/inventory_bridge.py terraform/tests || die "mypy --strict failed"
+MYPYPATH=terraform:terraform/tools:hcloud_twin/src mypy --strict terraform/inventory_bridge.py terraform/tools/adopt.py terraform/tests || die "mypy --strict failed"
 
 ensure_apt shellcheck
 log "shellcheck terraform/tools terraform/ci"

@@ -142,7 +142,14 @@ def fake_tools(tmp_path: Path) -> dict[str, str]:
     (venv / "bin/activate").write_text(f'export PATH="{Path(sys.executable).parent}:$PATH"\n')
     vault = tmp_path / "vault-password"
     vault.write_text("throw-away\n")
-    return {**env, "NGD_VAULT_PASSWORD_FILE": str(vault), "HCLOUD_TOKEN": "x", "TOFU_CALLS": str(calls)}
+    return {
+        **env,
+        "NGD_VAULT_PASSWORD_FILE": str(vault),
+        "HCLOUD_TOKEN": "x",
+        "TOFU_CALLS": str(calls),
+        # OpenTofu's data directory, where deploy.sh keeps the host keys of a plan not yet applied.
+        "TF_DATA_DIR": str(tmp_path / "tofu-data"),
+    }
 
 
 def _tofu_calls(env: dict[str, str]) -> list[list[str]]:
@@ -219,7 +226,29 @@ def test_the_plan_gets_fresh_host_keys_for_every_host(tmp_path: Path, fake_tools
             ["ssh-keygen", "-y", "-f", str(private)], capture_output=True, text=True, check=True
         )
         assert derived.stdout.split()[:2] == public.split()[:2]  # a real pair
-    assert not Path(path).exists()  # private keys removed with the run
+    assert not Path(path).exists()  # the variable file is removed with the run
+
+
+def test_the_host_keys_of_a_plan_not_applied_are_kept_for_the_rerun(
+    tmp_path: Path, fake_tools: dict[str, str]
+) -> None:
+    """A deploy that stopped before its apply completed (killed: the servers it created run with
+    the keys it gave them) hands the same host keys to the next plan, and only to OpenTofu: they
+    stay in OpenTofu's data directory, readable by the operator alone."""
+    tfvars = _filled_tfvars(tmp_path / "staging.tfvars")
+    env = {**fake_tools, "NGD_TFVARS_FILE": str(tfvars)}
+    for _ in range(2):
+        result = run(REPO / "scripts/deploy.sh", "staging", "--version", "1.0.0", env=env)
+        assert "tofu plan failed" in result.stderr, result.stderr
+    first, second = (
+        json.loads(line)[1] for line in Path(env["TOFU_CALLS"] + ".varfiles").read_text().splitlines()
+    )
+    assert first == second
+    kept = Path(env["TF_DATA_DIR"]) / "pending-host-keys"
+    assert kept.stat().st_mode & 0o077 == 0
+    assert sorted(p.name for p in kept.iterdir()) == sorted(
+        [*first["host_public_keys"], *(f"{h}.pub" for h in first["host_public_keys"])]
+    )
 
 
 class _Alertmanager(BaseHTTPRequestHandler):

@@ -1,9 +1,11 @@
 """The runbook checker without a lab: what it extracts from the docs, how it splits and classifies
 commands, what it reads out of PromQL, and the firewall rule it enforces statically. The run
-against deployed hosts is in scripts/ci/integration-deploy.sh."""
+against deployed hosts is in scripts/rehearsal.sh (over SSH, on the production rehearsal)."""
 
 from __future__ import annotations
 
+import os
+import shlex
 import sys
 from pathlib import Path
 
@@ -219,7 +221,16 @@ def test_placeholders_are_filled_from_the_inventory() -> None:
         allvars={"ngd_vip": "10.0.0.100", "ngd_vip_interface": "eth0"},
     )
     variables, textual = rc.placeholders(inv, "vm-collector")
-    assert variables == {"GW": "gw-a", "PEER": "gw-b", "MON": "mon", "SINK": "vm-collector"}
+    assert variables == {
+        "GW": "gw-a",
+        "PEER": "gw-b",
+        "MON": "mon",
+        "SINK": "vm-collector",
+        "PROM": "http://mon:9090",
+        "AM": "http://mon:9093",
+    }
+    tunnelled = rc.placeholders(inv, "s", "production", "http://127.0.0.1:4000", "http://127.0.0.1:4001")
+    assert tunnelled[0]["PROM"] == "http://127.0.0.1:4000" and tunnelled[1]["ENV"] == "production"
     line = 'ssh $GW "curl http://<peer_ip>:5681/ http://<collector_ip>:8428 <VIP>"; ./x ENV; ENVX $SINK'
     assert rc.substitute(line, variables, textual) == (
         'ssh gw-a "curl http://10.0.0.12:5681/ http://10.0.0.30:8428 10.0.0.100"; ./x lab; ENVX vm-collector'
@@ -320,3 +331,66 @@ def test_host_names_resolve_to_lab_addresses_for_network_tools(tmp_path: Path) -
         "https://10.9.0.12/x",
         "gw-ab",
     ]
+
+
+def _ssh_hosts(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> rc.SshHosts:
+    """Hosts reached over SSH, with an ssh on PATH that only prints its arguments."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    stub = bin_dir / "ssh"
+    stub.write_text('#!/bin/sh\nprintf "[%s]" "$@"; echo\n', encoding="utf-8")
+    stub.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}:{os.environ['PATH']}")
+    inv = rc.Inventory(
+        groups={"gateways": ["gw-a", "gw-b"], "monitoring": ["mon"]},
+        hostvars={
+            "gw-a": {"ngd_private_ip": "10.9.0.11", "ansible_host": "198.51.100.11"},
+            "gw-b": {"ngd_private_ip": "10.9.0.12", "ansible_host": "198.51.100.12"},
+            "mon": {"ngd_private_ip": "10.9.0.20", "ansible_host": "198.51.100.20"},
+        },
+        allvars={
+            "ansible_user": "root",
+            "ansible_ssh_common_args": "-o 'UserKnownHostsFile=/inv/known_hosts /inv/known_hosts.tofu'"
+            " -o StrictHostKeyChecking=yes",
+        },
+    )
+    return rc.SshHosts("production", inv, tmp_path / "unused", {"GW": "gw-a"}, {}, "", str(tmp_path / "cm"))
+
+
+def _args(line: str) -> list[str]:
+    return line.strip()[1:-1].split("][")
+
+
+def test_over_ssh_a_host_is_reached_as_the_inventory_says(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    hosts = _ssh_hosts(tmp_path, monkeypatch)
+    proc = hosts.run_line('ssh -o ConnectTimeout=5 $GW "journalctl -u x | tail -1"')
+    assert proc.returncode == 0, proc.stderr
+    argv = _args(proc.stdout)
+    assert argv[:4] == [
+        "-o",
+        "UserKnownHostsFile=/inv/known_hosts /inv/known_hosts.tofu",
+        "-o",
+        "StrictHostKeyChecking=yes",
+    ]
+    assert argv[-4:-1] == ["-l", "root", "198.51.100.11"]
+    # The remote shell gets one word: bash -c and the command, quoted for it.
+    assert shlex.split(argv[-1]) == ["bash", "-c", "journalctl -u x | tail -1"]
+    on_host = _args(hosts.run_line("ip -br addr | head -1", "gw-b").stdout)
+    assert on_host[-2] == "198.51.100.12"
+    assert shlex.split(on_host[-1]) == ["bash", "-c", "ip -br addr | head -1"]
+
+
+def test_over_ssh_host_names_resolve_to_public_addresses(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    hosts = _ssh_hosts(tmp_path, monkeypatch)
+    proc = hosts.run_line('_ngd_args http://gw-a:5679/ready mon; printf "%s\\n" "${_NGD_ARGS[@]}"')
+    assert proc.stdout.splitlines() == ["http://198.51.100.11:5679/ready", "198.51.100.20"]
+
+
+def test_ssh_mode_needs_an_inventory() -> None:
+    with pytest.raises(SystemExit) as exc:
+        rc.main(["--ssh", "--env", "production"])
+    assert exc.value.code == 2

@@ -228,7 +228,10 @@ resource "hcloud_server" "node" {
 
   lifecycle {
     # Keys are injected at creation only; rotating them is Ansible's job, not a reason to rebuild.
-    ignore_changes = [ssh_keys, user_data]
+    # public_net is fixed above; an imported server (scripts/deploy.sh adopts those an interrupted
+    # apply created) has none in its state, and the provider would power every server off and on
+    # to "enable" the addresses it already has.
+    ignore_changes = [ssh_keys, user_data, public_net]
   }
 }
 
