@@ -15,15 +15,17 @@ COMPONENTS=(gateway firmware hcloud_twin terraform prometheus grafana nginx keep
 # drills on the lab it leaves: the longest chain) runs at normal priority. The foreground hooks and
 # the yielding lanes run at nice $YIELD_NICE, and the yielding lanes' lab hosts (molecule, lab.sh
 # checks) get a CPU weight of $YIELD_CPU_SHARES (docker's default is 1024): the drills keep their
-# timing targets while the rest takes the CPU they leave idle (2 cores here). Molecule has a lane
-# of its own: the short, mostly waiting hooks (a 60 s collector outage) run early beside it instead
-# of after it, then the production rehearsal (its twin's servers take the lane's CPU weight too). None needs what another hook makes (own labs and subnets, loopback ports; the image
-# build, apt and the dockerd start are locked). Lanes are joined (output shown, results recorded)
-# at the end.
+# timing targets while the rest takes the CPU they leave idle (2 cores here). Molecule and the
+# production rehearsal (the longest hook; its twin's servers take the lane's CPU weight too) have a
+# lane each, from the start; the short, mostly waiting hooks (a 60 s collector outage) run in a
+# third, beside them. None needs what another hook makes (own labs and subnets, loopback ports;
+# the image build, apt and the dockerd start are locked). Lanes are joined (output shown, results
+# recorded) at the end.
 CRITICAL_LANE=(scripts/ci/integration-deploy.sh scripts/ci/integration-drills.sh)
 YIELDING_LANES=(
+  "scripts/ci/integration-rehearsal.sh"
   "molecule/ci/integration.sh"
-  "gateway/ci/integration.sh scripts/ci/integration.sh scripts/ci/integration-rehearsal.sh"
+  "gateway/ci/integration.sh scripts/ci/integration.sh"
 )
 YIELD_NICE=10
 YIELD_CPU_SHARES=256
