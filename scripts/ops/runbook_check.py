@@ -208,6 +208,13 @@ def extract_all(repo: Path = REPO) -> list[Command]:
         commands += extract_inline(str(path.relative_to(repo)), text)
     ops = repo / OPERATIONS_DOC
     commands += extract_synopses(OPERATIONS_DOC, ops.read_text(encoding="utf-8"))
+    for cmd in commands:
+        if cmd.synopsis:
+            continue
+        try:
+            split_simple(cmd.text)
+        except ValueError as exc:  # what a shell would refuse too: the runbook is wrong
+            raise ValueError(f"{cmd.where}: not a shell command line ({exc}): {cmd.text}") from None
     return commands
 
 

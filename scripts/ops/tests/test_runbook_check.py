@@ -288,6 +288,17 @@ def test_list_mode_needs_no_lab() -> None:
     assert rc.main(["--list"]) == 0
 
 
+def test_a_command_line_a_shell_cannot_parse_is_named_not_a_traceback(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    runbooks = tmp_path / "docs" / "runbooks"
+    runbooks.mkdir(parents=True)
+    (runbooks / "x.md").write_text("# X\n\n```sh\nrollback.sh prod --to <the survivor's release>\n```\n")
+    (tmp_path / rc.OPERATIONS_DOC).write_text("# Operations\n")
+    with pytest.raises(ValueError, match=r"docs/runbooks/x\.md:4: not a shell command line"):
+        rc.extract_all(tmp_path)
+
+
 def _lab(tmp_path: Path) -> rc.Lab:
     """A lab whose lab.sh only prints what it was asked to run."""
     stub = tmp_path / "lab.sh"
