@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from loopback_daemon import Failure, loopback_daemon
+from loopback_daemon import Failure, alertmanager_argv, loopback_daemon
 
 Labels = dict[str, str]
 
@@ -116,17 +116,7 @@ def check_phase(url: str, posted: dict[str, Labels], expected: dict[str, set[str
 
 
 def run(config: Path, binary: str) -> None:
-    def argv(port: int, workdir: Path) -> list[str]:
-        return [
-            binary,
-            f"--config.file={config}",
-            f"--storage.path={workdir / 'data'}",
-            f"--web.listen-address=127.0.0.1:{port}",
-            "--cluster.listen-address=",
-            "--log.level=warn",
-        ]
-
-    with loopback_daemon("alertmanager", argv) as am:
+    with loopback_daemon("alertmanager", alertmanager_argv(binary, config)) as am:
         am.wait_ready(timeout=20)
         post(am.url, PHASE1)
         check_phase(am.url, PHASE1, EXPECTED1, "phase 1 (NodeDown, critical over warning)")

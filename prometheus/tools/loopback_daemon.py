@@ -87,3 +87,19 @@ def loopback_daemon(name: str, argv: Callable[[int, Path], list[str]]) -> Iterat
     finally:
         signal.signal(signal.SIGTERM, previous)
         shutil.rmtree(workdir, ignore_errors=True)
+
+
+def alertmanager_argv(binary: str, config: Path) -> Callable[[int, Path], list[str]]:
+    """Alertmanager alone on loopback (no cluster port), for loopback_daemon."""
+
+    def argv(port: int, workdir: Path) -> list[str]:
+        return [
+            binary,
+            f"--config.file={config}",
+            f"--storage.path={workdir / 'data'}",
+            f"--web.listen-address=127.0.0.1:{port}",
+            "--cluster.listen-address=",
+            "--log.level=warn",
+        ]
+
+    return argv

@@ -15,7 +15,7 @@ REPO = Path(__file__).resolve().parents[3]
 sys.path.insert(0, str(REPO / "scripts" / "drills"))
 sys.path.insert(0, str(REPO / "prometheus" / "tools"))
 
-from loopback_daemon import loopback_daemon  # noqa: E402
+from loopback_daemon import alertmanager_argv, loopback_daemon  # noqa: E402
 from ngd_drills.env import Result  # noqa: E402
 from ngd_drills.observe import active_alerts  # noqa: E402
 
@@ -62,17 +62,7 @@ def test_a_silenced_alert_does_not_block_the_drill(tmp_path: Path) -> None:
     config = tmp_path / "alertmanager.yml"
     config.write_text(CONFIG)
 
-    def argv(port: int, workdir: Path) -> list[str]:
-        return [
-            "prometheus-alertmanager",
-            f"--config.file={config}",
-            f"--storage.path={workdir / 'data'}",
-            f"--web.listen-address=127.0.0.1:{port}",
-            "--cluster.listen-address=",
-            "--log.level=warn",
-        ]
-
-    with loopback_daemon("alertmanager", argv) as am:
+    with loopback_daemon("alertmanager", alertmanager_argv("prometheus-alertmanager", config)) as am:
         am.wait_ready(timeout=60)
         for name, severity in (
             ("Watchdog", "info"),
