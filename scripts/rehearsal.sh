@@ -19,7 +19,8 @@
 #      Alertmanager gate
 #   6. deploy.sh production --yes again: converges, nothing changes (tofu plan clean, 0 changed tasks)
 #      then every runbook command (scripts/ops/runbook_check.py --ssh) on the production hosts
-#   With --releases (passed once; not yet in CI until it passes twice in a row):
+#   With --releases (off in CI: the lab deploy hook, scripts/ci/integration-deploy.sh, rolls a new
+#   release out, rolls back and rolls back again under traffic with the same scripts):
 #   7. a new release (the operator's next commit): deploy.sh production rolls it out
 #   8. rollback.sh production: back to the first release
 #   9. rollback.sh production again: stays on it (the bad release is not re-deployed)

@@ -3,7 +3,8 @@
 #   1. scripts/deploy.sh lab (cold on a fresh machine, or on top of the running lab)
 #   2. a second deploy with a new --version (--gateway-only) while devices send traffic: 0
 #      acknowledged frames lost
-#   3. scripts/rollback.sh back to the first version, traffic flowing: 0 lost
+#   3. scripts/rollback.sh (no --to) back to the first version, traffic flowing: 0 lost; a
+#      second rollback.sh stays on it
 #   3b. monitoring of the deployed lab: every Prometheus scrape target on mon is up, and
 #      every Grafana panel query returns data (grafana/tools/check_queries.py, run on mon where
 #      Grafana would run), except the queries grafana/ci/empty-in-healthy-lab.txt names with a reason
@@ -161,9 +162,15 @@ traffic_stop rolling-deploy
 ./scripts/rollback.sh lab --list
 ./scripts/rollback.sh lab --to no-such-release --yes >/dev/null 2>&1 && fail "rollback.sh accepted a release that is not installed"
 traffic_start rollback
-timed "rollback.sh lab --to V1" ./scripts/rollback.sh lab --to "$V1" --yes || fail "rollback to $V1 failed"
+# No --to: the target comes from the release history, as at 3 a.m.
+timed "rollback.sh lab" ./scripts/rollback.sh lab --yes || fail "the rollback failed"
 traffic_stop rollback
 [[ "$(current_release)" == "$V1" ]] || fail "after the rollback the gateways do not run $V1"
+# Again: PREVIOUS_RELEASE now names $V2, the release rolled back from; following it would deploy
+# the bad release again. The second rollback must change nothing.
+./scripts/rollback.sh lab --yes 2>&1 | tee "$WORK/rollback2.log" || fail "the second rollback failed"
+grep -q "nothing to roll back" "$WORK/rollback2.log" || fail "the second rollback did something (above)"
+[[ "$(current_release)" == "$V1" ]] || fail "after the second rollback the gateways do not run $V1"
 
 # --- 3b. monitoring of the deployed lab -------------------------------------------------------
 # Right after two traffic phases, so the rate() windows of every panel have data.
