@@ -325,8 +325,17 @@ export NGD_VAULT_PASSWORD_FILE="$VAULT_PASS"
 # --- 5-6. deploy, then deploy again ------------------------------------------------------------
 deploy() { (cd "$OP" && ./scripts/deploy.sh production --yes); }
 INV="$OP/ansible/inventories/production/hosts.yml"
-METRICS_PORT=$(python3 -c 'import sys, yaml; print(yaml.safe_load(open(sys.argv[1]))["ngd_gateway_metrics_port"])' \
-  "$OP/ansible/group_vars/all/ports.yml")
+port_of() {  # port_of KEY: a port of the operator's ansible/group_vars/all/ports.yml
+  python3 -c 'import sys, yaml; print(yaml.safe_load(open(sys.argv[1]))[sys.argv[2]])' "$OP/ansible/group_vars/all/ports.yml" "$1"
+}
+ad_hoc() {  # ad_hoc PATTERN ARGS...: ansible ad-hoc over SSH with the inventory's host keys
+  local pattern=$1
+  shift
+  (cd "$OP/ansible" && ANSIBLE_CONFIG="$OP/ansible/ansible.cfg" ANSIBLE_VAULT_PASSWORD_FILE="$VAULT_PASS" \
+    ansible "$pattern" -i "$INV" "$@")
+}
+METRICS_PORT=$(port_of ngd_gateway_metrics_port)
+AM_PORT=$(port_of ngd_alertmanager_port)
 release_of() {  # release_of LOG: the release deploy.sh built ("release: X" in its build step)
   sed -nE 's/.*\] release: ([^ ]+)$/\1/p' "$1" | head -1
 }
@@ -334,8 +343,7 @@ assert_running() {  # assert_running VERSION: every gateway's running process re
   # nanogridata_build_info of the gateway's own /metrics, asked over SSH with the inventory's
   # host keys (what runs, not which release directory a symlink names).
   local out
-  out=$(cd "$OP/ansible" && ANSIBLE_CONFIG="$OP/ansible/ansible.cfg" ANSIBLE_VAULT_PASSWORD_FILE="$VAULT_PASS" \
-    ansible gateways -i "$INV" -o -m ansible.builtin.command -a "python3 -c \"import urllib.request; \
+  out=$(ad_hoc gateways -o -m ansible.builtin.command -a "python3 -c \"import urllib.request; \
 print(urllib.request.urlopen('http://127.0.0.1:$METRICS_PORT/metrics', timeout=10).read().decode())\"" 2>&1) \
     || { printf '%s\n' "$out" >&2; warn "could not read the gateways' /metrics over SSH"; return 1; }
   python3 - "$1" "$out" <<'PY'
@@ -464,10 +472,9 @@ runbook_commands() {
   prom_tools
   ensure_apt iputils-ping
   (cd "$OP" && python3 scripts/ops/runbook_check.py --ssh --env production --inventory "$INV" \
-    --prometheus-port "$(ops_port_of ngd_prometheus_port)" --alertmanager-port "$(ops_port_of ngd_alertmanager_port)") \
+    --prometheus-port "$(port_of ngd_prometheus_port)" --alertmanager-port "$AM_PORT") \
     | tee "$WORK/runbooks.log"
 }
-ops_port_of() { python3 -c 'import sys, yaml; print(yaml.safe_load(open(sys.argv[1]))[sys.argv[2]])' "$OP/ansible/group_vars/all/ports.yml" "$1"; }
 timed "runbook commands (docs/runbooks), over SSH" runbook_commands
 
 # --- 7-9. a new release, rollback, rollback again ----------------------------------------------
@@ -503,14 +510,6 @@ drill() {  # README, Production in five steps, step 5
   (cd "$OP" && ./scripts/drill.sh keepalived-stop --env production --yes) | tee "$WORK/drill.log" || return 1
   grep -q 'keepalived-stop' "$WORK/drill.log" || { warn "the drill printed no report"; return 1; }
 }
-ad_hoc() {  # ad_hoc PATTERN ARGS...: ansible ad-hoc over SSH with the inventory's host keys
-  local pattern=$1
-  shift
-  (cd "$OP/ansible" && ANSIBLE_CONFIG="$OP/ansible/ansible.cfg" ANSIBLE_VAULT_PASSWORD_FILE="$VAULT_PASS" \
-    ansible "$pattern" -i "$INV" "$@")
-}
-AM_PORT=$(python3 -c 'import sys, yaml; print(yaml.safe_load(open(sys.argv[1]))["ngd_alertmanager_port"])' \
-  "$OP/ansible/group_vars/all/ports.yml")
 silence_clock() {  # what an operator does with a known false alarm: silence it, saying why
   ad_hoc monitoring -o -m ansible.builtin.command -a "amtool --alertmanager.url=http://127.0.0.1:$AM_PORT \
 silence add alertname=ClockNotSynchronised --duration=3h --author=rehearsal \
