@@ -37,6 +37,7 @@ LABEL = "io.nanogridata.lab"
 HOST_PACKAGES = ("openssh-server", "nftables")
 # Part of the host image's tag: a change to how the image is derived builds it anew.
 HOST_IMAGE_REVISION = 2
+HOST_IMAGE_REPO = "ngd-hcloud-twin-host"
 
 
 def address_pools(public_subnet: str) -> dict[str, str]:
@@ -233,7 +234,7 @@ class DockerHosts:
     # -- docker helpers --------------------------------------------------------------------------
     def _host_image(self, lab_image: str) -> str:
         """The lab image plus what a Debian cloud image has and the lab's lacks (built once)."""
-        tag = f"ngd-hcloud-twin-host:{lab_image.rsplit(':', 1)[-1]}-r{HOST_IMAGE_REVISION}"
+        tag = f"{HOST_IMAGE_REPO}:{lab_image.rsplit(':', 1)[-1]}-r{HOST_IMAGE_REVISION}"
         if subprocess.run([self.docker, "image", "inspect", tag], capture_output=True, check=False).returncode == 0:
             return tag
         builder = f"ngd-{self.lab}-image-build"
@@ -254,7 +255,16 @@ class DockerHosts:
             self._run([self.docker, "commit", builder, tag], timeout=300)
         finally:
             self._run([self.docker, "rm", "-f", builder], timeout=120)
+        self._prune_host_images(keep=tag)
         return tag
+
+    def _prune_host_images(self, keep: str) -> None:
+        """Host images of older recipes are dead weight (scripts/lab/image.sh does the same for
+        the lab's): each goes unless a container still uses it (then `docker image rm` refuses)."""
+        listed = self._run([self.docker, "image", "ls", "--format", "{{.Repository}}:{{.Tag}}", HOST_IMAGE_REPO])
+        for ref in listed.split():
+            if ref != keep:
+                subprocess.run([self.docker, "image", "rm", ref], capture_output=True, check=False, timeout=120)
 
     def _ensure_network(self, name: str, subnet: str) -> None:
         if subprocess.run([self.docker, "network", "inspect", name], capture_output=True, check=False).returncode == 0:
