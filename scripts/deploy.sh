@@ -87,12 +87,10 @@ TFVARS=$(realpath -m "${NGD_TFVARS_FILE:-$TF_DIR/$ENV_NAME.tfvars}")
 T_START=$SECONDS
 
 ops_log_start deploy "$ENV_NAME"
-HOST_KEYS_DIR="" PLAN_FILE=""
+HOST_KEYS_DIR=""
 on_exit() {
   local rc=$?
-  # The plan file holds the variables' values, the new hosts' private keys among them.
   [[ -z "$HOST_KEYS_DIR" ]] || rm -rf "$HOST_KEYS_DIR"
-  [[ -z "$PLAN_FILE" ]] || rm -f "$PLAN_FILE"
   ((rc == 0)) || printf '%s\n' "deploy $ENV_NAME FAILED after $((SECONDS - T_START))s; log: ${OPS_LOG#"$REPO_ROOT"/}" >&2
   return "$rc"
 }
@@ -165,8 +163,6 @@ else
   eval "$(bash "$REPO_ROOT/terraform/tools/install-tofu.sh" --print-env)"
   require_cmd tofu "terraform/tools/install-tofu.sh should have installed it"
   tofu -chdir="$TF_DIR" init -input=false >/dev/null || die "tofu init failed in ${TF_DIR#"$REPO_ROOT"/}"
-  plan_file="$TF_DIR/deploy.tfplan"
-  PLAN_FILE=$plan_file
   # SSH host keys for the hosts of this plan: a host created by this apply gets its key from
   # OpenTofu (cloud-init writes it, the bridge writes known_hosts from the output), so its first
   # SSH connection is verified. Hosts that exist keep theirs (the module ignores later values).
@@ -177,9 +173,12 @@ else
   pending_keys_dir="${TF_DATA_DIR:-.terraform}/pending-host-keys"
   [[ "$pending_keys_dir" == /* ]] || pending_keys_dir="$TF_DIR/$pending_keys_dir"
   (umask 077 && mkdir -p "$pending_keys_dir")
-  # This run's variable file and plan JSON hold the private keys too: beside them, not in /tmp.
+  # This run's variable file, plan and plan JSON hold the private keys too (a plan holds the
+  # variables' values): beside them, not in /tmp. A killed run's go with the pending keys, once an
+  # apply succeeded.
   HOST_KEYS_DIR=$(mktemp -d "$pending_keys_dir/run.XXXXXX")
   host_keys_file="$HOST_KEYS_DIR/host-keys.tfvars.json"
+  plan_file="$HOST_KEYS_DIR/deploy.tfplan"
   # The hosts this plan has, as OpenTofu names them in the inventory output (known before any
   # apply: the names come from the module and the variables, not from the cloud).
   hosts_json=$(echo 'jsonencode(keys(module.gateway_pair.inventory.hosts))' \
@@ -243,7 +242,6 @@ PY
       fi ;;
     *) die "tofu plan failed (above)" ;;
   esac
-  rm -f "$plan_file"
   rm -rf "$HOST_KEYS_DIR"
   python3 "$REPO_ROOT/terraform/inventory_bridge.py" "$ENV_NAME" || die "the inventory bridge failed (above)"
 fi

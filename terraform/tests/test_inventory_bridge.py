@@ -307,7 +307,7 @@ def test_what_the_infra_step_writes_is_git_ignored(environment: str) -> None:
     env_dir = repo / "terraform" / "environments" / environment
     written = [
         inventory_bridge.inventory_path(environment),
-        env_dir / "deploy.tfplan",
+        env_dir / ".terraform" / "pending-host-keys" / "run.x" / "deploy.tfplan",
         env_dir / "terraform.tfstate",
         env_dir / "terraform.tfstate.backup",
         env_dir / ".terraform" / "terraform.tfstate",
