@@ -27,15 +27,15 @@ import argparse
 import json
 import os
 import sys
-import urllib.error
-import urllib.parse
-import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import requests
+from hcloud import Client, HCloudException
+
 DEFAULT_ENDPOINT = "https://api.hetzner.cloud/v1"
-# Resource types with a unique name, and the API collection that lists them.
+# Resource types with a unique name, and the hcloud.Client attribute of their collection.
 COLLECTIONS = {
     "hcloud_server": "servers",
     "hcloud_network": "networks",
@@ -54,20 +54,24 @@ class AdoptError(Exception):
 
 
 def api_lookup(endpoint: str, token: str) -> Lookup:
-    """GET /COLLECTION?name=NAME: the objects of that name (0 or 1: names are unique)."""
+    """The objects of that name in a collection (0 or 1: names are unique), through hcloud-python
+    (the tool venv's, pinned in keepalived/requirements-ci.txt), as the fields adoptions() reads:
+    id, name, labels, a network's subnets' ip_range, a floating IP's server."""
+    client = Client(token=token, api_endpoint=endpoint, application_name="nanogridata-adopt", timeout=30)
 
     def lookup(collection: str, name: str) -> list[dict[str, Any]]:
-        url = f"{endpoint.rstrip('/')}/{collection}?{urllib.parse.urlencode({'name': name})}"
-        request = urllib.request.Request(url, headers={"Authorization": f"Bearer {token}"})
         try:
-            with urllib.request.urlopen(request, timeout=30) as response:
-                body = json.load(response)
-        except (urllib.error.URLError, OSError, ValueError) as exc:
-            raise AdoptError(f"GET {url}: {exc}") from None
-        items = body.get(collection)
-        if not isinstance(items, list):
-            raise AdoptError(f"GET {url}: no '{collection}' list in the answer")
-        return [item for item in items if isinstance(item, dict)]
+            found = getattr(client, collection).get_by_name(name)
+        except (HCloudException, requests.RequestException) as exc:
+            raise AdoptError(f"{endpoint}: looking up {collection} named {name!r}: {exc}") from None
+        if found is None:
+            return []
+        item: dict[str, Any] = {"id": found.id, "name": found.name, "labels": found.labels or {}}
+        if collection == "networks":
+            item["subnets"] = [{"ip_range": subnet.ip_range} for subnet in found.subnets or []]
+        elif collection == "floating_ips":
+            item["server"] = found.server.id if found.server is not None else None
+        return [item]
 
     return lookup
 
