@@ -11,13 +11,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
-from loopback_daemon import Failure, alertmanager_argv, loopback_daemon
+from loopback_daemon import Failure, alertmanager_argv, amtool, loopback_daemon
 
 Labels = dict[str, str]
 
@@ -48,19 +47,6 @@ EXPECTED2: dict[str, set[str]] = {
     # gw_down_a stays attributed to NodeDown: Alertmanager reports the first matching rule only
     "gw_down_b": {"no_ready"},
 }
-
-
-def amtool(url: str, *args: str) -> str:
-    proc = subprocess.run(
-        ["amtool", f"--alertmanager.url={url}", *args],
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=30,
-    )
-    if proc.returncode != 0:
-        raise Failure(f"amtool {' '.join(args)} failed: {proc.stderr.strip()}")
-    return proc.stdout
 
 
 def post(url: str, alerts: dict[str, Labels]) -> None:

@@ -103,3 +103,17 @@ def alertmanager_argv(binary: str, config: Path) -> Callable[[int, Path], list[s
         ]
 
     return argv
+
+
+def amtool(url: str, *args: str) -> str:
+    """amtool against the Alertmanager at `url`: its stdout, or Failure with its stderr."""
+    proc = subprocess.run(
+        ["amtool", f"--alertmanager.url={url}", *args],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
+    )
+    if proc.returncode != 0:
+        raise Failure(f"amtool {' '.join(args)} failed: {proc.stderr.strip()}")
+    return proc.stdout

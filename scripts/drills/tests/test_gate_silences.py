@@ -15,7 +15,7 @@ REPO = Path(__file__).resolve().parents[3]
 sys.path.insert(0, str(REPO / "scripts" / "drills"))
 sys.path.insert(0, str(REPO / "prometheus" / "tools"))
 
-from loopback_daemon import alertmanager_argv, loopback_daemon  # noqa: E402
+from loopback_daemon import alertmanager_argv, amtool, loopback_daemon  # noqa: E402
 from ngd_drills.env import Result  # noqa: E402
 from ngd_drills.observe import active_alerts  # noqa: E402
 
@@ -35,18 +35,6 @@ class LocalExecutor:
             command, shell=True, capture_output=True, text=True, timeout=timeout, check=False
         )
         return Result(proc.returncode, proc.stdout, proc.stderr)
-
-
-def amtool(url: str, *args: str) -> str:
-    proc = subprocess.run(
-        ["amtool", f"--alertmanager.url={url}", *args],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    assert proc.returncode == 0, f"amtool {' '.join(args)}: {proc.stderr}"
-    return proc.stdout
 
 
 def gate(port: int) -> list[str] | None:
